@@ -1,0 +1,531 @@
+"""Activation functions with ``torch.nn.functional`` names, arguments and semantics.
+
+Every function is pure and safe under ``jit``, ``vmap`` and ``grad``. Values and gradients
+follow PyTorch 2.13, including the derivative at each kink (``relu'(0) = 0``,
+``leaky_relu'(0) = negative_slope``, ``hardtanh'(min_val) = hardtanh'(max_val) = 0``, ...);
+where ``jnp.where``/``jnp.clip`` would give another derivative the rule is a ``jax.custom_jvp``.
+
+Dtypes: the output dtype is the input dtype. ``bfloat16``/``float16`` inputs are computed in
+``float32`` and rounded once at the end, as torch's CPU kernels do; this widening keeps
+intermediate values such as ``x**3`` (gelu's tanh form) or ``6 * x`` (hardswish) from
+overflowing float16. ``float32`` and ``float64`` are computed in their own precision.
+
+Axes: ``dim`` is ``axis`` (default ``-1``), and ``prelu``'s channels are on the last axis
+(JAX is channels-last; torch uses axis 1).
+
+Bad input raises at trace time: ``TypeError`` for a non-float ``x``, ``ValueError`` for bad
+arguments, each naming the argument.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxfund import _checks
+
+__all__ = [
+    "NAMES", "get",
+    "identity", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "selu", "celu",
+    "gelu", "silu", "mish", "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish",
+    "logsigmoid", "tanhshrink", "softshrink", "hardshrink", "threshold", "softmax",
+    "log_softmax", "softmin", "glu", "prelu", "rrelu",
+]
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _elementwise(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """Checks that ``x`` is a float array, widens bf16/f16 to f32 and rounds the result back."""
+
+    @functools.wraps(fn)
+    def wrapper(x: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
+        x = _checks.as_float_array(x, "x")
+        y = fn(x.astype(jnp.promote_types(x.dtype, jnp.float32)), *args, **kwargs)
+        return y.astype(x.dtype)
+
+    return wrapper
+
+
+@jax.custom_jvp
+def _relu(x: jax.Array) -> jax.Array:
+    return jnp.maximum(x, 0)
+
+
+_relu.defjvps(lambda t, ans, x: jnp.where(x > 0, t, 0))
+
+
+@jax.custom_jvp
+def _clamp(x: jax.Array, lo: Any, hi: Any) -> jax.Array:
+    return jnp.clip(x, lo, hi)
+
+
+# torch's clamp-like activations have derivative 0 at both bounds (jnp.clip would give 1/2).
+_clamp.defjvps(lambda t, ans, x, lo, hi: jnp.where((x > lo) & (x < hi), t, 0), None, None)
+
+
+def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
+    # The inner where keeps expm1 of large positive x (and its infinite slope) out of the graph.
+    negative = jnp.where(x > 0, 0.0, x) * input_scale
+    return jnp.where(x > 0, x, alpha * jnp.expm1(negative))
+
+
+def _softplus(x: jax.Array) -> jax.Array:
+    return jnp.logaddexp(x, 0.0)
+
+
+@_elementwise
+def identity(x: jax.Array) -> jax.Array:
+    r"""Identity, ``torch.nn.Identity``: :math:`x`. Derivative 1.
+
+    Args:
+      x: float array.
+
+    Returns:
+      ``x`` unchanged (same as ``jax.nn.identity``).
+    """
+    return x
+
+
+@_elementwise
+def sigmoid(x: jax.Array) -> jax.Array:
+    r"""Logistic sigmoid, ``torch.sigmoid``: :math:`1 / (1 + e^{-x})`, range :math:`(0, 1)`.
+
+    Computed with ``lax.logistic`` (no overflow for any finite ``x``); derivative
+    :math:`\sigma(x)(1 - \sigma(x))`. Same as ``jax.nn.sigmoid``.
+
+    Args:
+      x: float array.
+    """
+    return jax.lax.logistic(x)
+
+
+@_elementwise
+def tanh(x: jax.Array) -> jax.Array:
+    r"""Hyperbolic tangent, ``torch.tanh``: range :math:`(-1, 1)`, derivative :math:`1 - \tanh^2 x`.
+
+    Same as ``jax.nn.tanh``.
+
+    Args:
+      x: float array.
+    """
+    return jnp.tanh(x)
+
+
+@_elementwise
+def relu(x: jax.Array) -> jax.Array:
+    r"""Rectified linear unit, ``F.relu``: :math:`\max(x, 0)`, range :math:`[0, \infty)`.
+
+    Derivative 1 for :math:`x > 0`, 0 for :math:`x \le 0` (0 at the kink, as torch and
+    ``jax.nn.relu``). NaN propagates.
+
+    Args:
+      x: float array.
+    """
+    return _relu(x)
+
+
+@_elementwise
+def relu6(x: jax.Array) -> jax.Array:
+    r"""ReLU capped at 6, ``F.relu6``: :math:`\min(\max(x, 0), 6)`, range :math:`[0, 6]`.
+
+    Derivative 1 on :math:`(0, 6)` and 0 elsewhere, including both kinks 0 and 6 (as torch and
+    ``jax.nn.relu6``).
+
+    Args:
+      x: float array.
+    """
+    return _clamp(x, 0.0, 6.0)
+
+
+@_elementwise
+def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
+    r"""Leaky ReLU, ``F.leaky_relu``: :math:`x` if :math:`x > 0` else ``negative_slope`` :math:`\cdot x`.
+
+    Derivative 1 for :math:`x > 0` and ``negative_slope`` for :math:`x \le 0`, so
+    ``leaky_relu'(0) = negative_slope`` as in torch. ``jax.nn.leaky_relu`` uses ``x >= 0`` and
+    has derivative 1 at 0; values are identical.
+
+    Args:
+      x: float array.
+      negative_slope: slope for non-positive inputs (any sign, as torch).
+    """
+    return jnp.where(x > 0, x, x * negative_slope)
+
+
+@_elementwise
+def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
+    r"""Exponential linear unit, ``F.elu``: :math:`x` if :math:`x > 0` else :math:`\alpha (e^x - 1)`.
+
+    Range :math:`(-\alpha, \infty)` for :math:`\alpha > 0`. Derivative 1 for :math:`x > 0` and
+    :math:`\alpha e^x` for :math:`x \le 0`, so ``elu'(0) = alpha`` (torch takes the left
+    derivative at the kink; so does ``jax.nn.elu``).
+
+    Args:
+      x: float array.
+      alpha: scale of the negative part.
+    """
+    return _elu(x, alpha)
+
+
+@_elementwise
+def selu(x: jax.Array) -> jax.Array:
+    r"""Scaled ELU, ``F.selu``: :math:`\lambda\,\mathrm{elu}(x, \alpha)`.
+
+    With :math:`\alpha \approx 1.6733` and :math:`\lambda \approx 1.0507` (Klambauer et al.);
+    range :math:`(-\lambda\alpha, \infty)`. Derivative :math:`\lambda` for :math:`x > 0` and
+    :math:`\lambda\alpha e^x` for :math:`x \le 0` (``selu'(0) = λα ≈ 1.7581``, as torch and
+    ``jax.nn.selu``).
+
+    Args:
+      x: float array.
+    """
+    return _SELU_SCALE * _elu(x, _SELU_ALPHA)
+
+
+@_elementwise
+def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
+    r"""Continuously differentiable ELU, ``F.celu``: :math:`x` if :math:`x > 0` else :math:`\alpha (e^{x/\alpha} - 1)`.
+
+    Derivative 1 for :math:`x > 0` and :math:`e^{x/\alpha}` for :math:`x \le 0`
+    (``celu'(0) = 1``). Same as ``jax.nn.celu``.
+
+    Args:
+      x: float array.
+      alpha: nonzero scale (torch raises for 0, so do we: ``ValueError``).
+    """
+    if isinstance(alpha, (int, float)) and alpha == 0:
+        raise ValueError("alpha must be nonzero for celu (it divides x), got 0")
+    return _elu(x, alpha, 1.0 / alpha)
+
+
+@_elementwise
+def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
+    r"""Gaussian error linear unit, ``F.gelu``: :math:`x\,\Phi(x)`.
+
+    ``approximate="none"`` (torch's default): :math:`\tfrac{x}{2}\,\mathrm{erfc}(-x/\sqrt 2)`,
+    the exact form (erfc rather than ``1 + erf`` keeps precision for negative x).
+    ``approximate="tanh"``: :math:`\tfrac{x}{2}(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))`.
+    Range :math:`[\approx -0.17, \infty)`; smooth, ``gelu'(0) = 1/2``.
+
+    ``jax.nn.gelu`` defaults to ``approximate=True`` (the tanh form): use
+    ``jax.nn.gelu(x, approximate=False)`` for torch's default.
+
+    Args:
+      x: float array.
+      approximate: ``"none"`` or ``"tanh"``.
+    """
+    _checks.check_choice(approximate, "approximate", ("none", "tanh"))
+    if approximate == "none":
+        return 0.5 * x * jax.lax.erfc(-x * math.sqrt(0.5))
+    # tanh(...) is exactly ±1 beyond |x| = 10 in every float dtype; clipping there keeps x**3 and
+    # its derivative finite for huge |x| (torch's gradient is NaN at 3e38).
+    xc = jnp.clip(x, -10.0, 10.0)
+    return 0.5 * x * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (xc + 0.044715 * xc**3)))
+
+
+@_elementwise
+def silu(x: jax.Array) -> jax.Array:
+    r"""Sigmoid linear unit (swish), ``F.silu``: :math:`x\,\sigma(x)`, range :math:`[\approx -0.28, \infty)`.
+
+    Smooth, ``silu'(0) = 1/2``. Same as ``jax.nn.silu``.
+
+    Args:
+      x: float array.
+    """
+    return x * jax.lax.logistic(x)
+
+
+@_elementwise
+def mish(x: jax.Array) -> jax.Array:
+    r"""Mish, ``F.mish``: :math:`x \tanh(\mathrm{softplus}(x))`, range :math:`[\approx -0.31, \infty)`.
+
+    softplus is ``logaddexp(x, 0)``, so nothing overflows. Smooth, ``mish'(0) = 0.6``. Same
+    as ``jax.nn.mish``.
+
+    Args:
+      x: float array.
+    """
+    return x * jnp.tanh(_softplus(x))
+
+
+@_elementwise
+def softplus(x: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
+    r"""Softplus, ``F.softplus``: :math:`\tfrac{1}{\beta}\log(1 + e^{\beta x})`, or :math:`x` where :math:`\beta x > \mathrm{threshold}`.
+
+    Range :math:`(0, \infty)` for :math:`\beta > 0`. Derivative :math:`\sigma(\beta x)` for
+    :math:`\beta x \le \mathrm{threshold}` and exactly 1 above it (torch's switch; at
+    :math:`\beta x = \mathrm{threshold}` the log form is used). ``log(1 + e^z)`` is computed as
+    ``logaddexp(z, 0)``, so any ``threshold`` is safe. ``jax.nn.softplus`` has no ``beta`` or
+    ``threshold``: it equals ``beta=1`` without the linear switch (differences below 2.1e-9,
+    visible in float64 only).
+
+    Args:
+      x: float array.
+      beta: nonzero scale (torch returns inf for 0; we raise ``ValueError``).
+      threshold: above ``beta * x > threshold`` the function is linear.
+    """
+    if isinstance(beta, (int, float)) and beta == 0:
+        raise ValueError("beta must be nonzero for softplus (it divides the result), got 0")
+    z = beta * x
+    return jnp.where(z > threshold, x, _softplus(z) / beta)
+
+
+@_elementwise
+def softsign(x: jax.Array) -> jax.Array:
+    r"""Softsign, ``F.softsign``: :math:`x / (1 + |x|)`, range :math:`(-1, 1)`.
+
+    Derivative :math:`1 / (1 + |x|)^2` (1 at 0). Same as ``jax.nn.soft_sign``.
+
+    Args:
+      x: float array.
+    """
+    return x / (1 + jnp.abs(x))
+
+
+@_elementwise
+def hardtanh(x: jax.Array, min_val: float = -1.0, max_val: float = 1.0) -> jax.Array:
+    r"""Hard tanh, ``F.hardtanh``: :math:`\min(\max(x, \mathrm{min\_val}), \mathrm{max\_val})`.
+
+    Derivative 1 strictly inside :math:`(\mathrm{min\_val}, \mathrm{max\_val})` and 0 elsewhere,
+    including at both bounds (torch). ``jax.nn.hard_tanh`` is fixed to :math:`[-1, 1]` and has
+    derivative 1 at :math:`\pm 1`; values are identical.
+
+    Args:
+      x: float array.
+      min_val, max_val: the bounds; ``min_val > max_val`` raises ``ValueError`` (as torch).
+    """
+    if isinstance(min_val, (int, float)) and isinstance(max_val, (int, float)) and min_val > max_val:
+        raise ValueError(f"min_val cannot be greater than max_val, got {min_val} > {max_val}")
+    return _clamp(x, min_val, max_val)
+
+
+@_elementwise
+def hardsigmoid(x: jax.Array) -> jax.Array:
+    r"""Hard sigmoid, ``F.hardsigmoid``: :math:`\mathrm{relu6}(x + 3) / 6`, range :math:`[0, 1]`.
+
+    Derivative :math:`1/6` on :math:`(-3, 3)`, 0 elsewhere including the kinks :math:`\pm 3`
+    (torch and ``jax.nn.hard_sigmoid``). Torch's backward multiplies by a float32 ``1/6`` even
+    for float64 tensors (relative error 3e-8); we use the exact ``1/6``.
+
+    Args:
+      x: float array.
+    """
+    return _clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+@_elementwise
+def hardswish(x: jax.Array) -> jax.Array:
+    r"""Hard swish, ``F.hardswish``: :math:`x\,\mathrm{relu6}(x + 3) / 6`, range :math:`[-3/8, \infty)`.
+
+    Derivative 0 for :math:`x \le -3`, :math:`x/3 + 1/2` on :math:`(-3, 3)`, 1 for
+    :math:`x \ge 3` (torch's values at the kinks: 0 at -3, 1 at 3; same as ``jax.nn.hard_swish``).
+    Computed as ``x * (relu6(x + 3) / 6)``, which stays finite up to the dtype's maximum where
+    torch's ``x * relu6(x + 3) / 6`` overflows.
+
+    Args:
+      x: float array.
+    """
+    return x * (_clamp(x + 3.0, 0.0, 6.0) / 6.0)
+
+
+@_elementwise
+def logsigmoid(x: jax.Array) -> jax.Array:
+    r"""Log-sigmoid, ``F.logsigmoid``: :math:`\log\sigma(x) = -\mathrm{softplus}(-x)`, range :math:`(-\infty, 0)`.
+
+    Derivative :math:`\sigma(-x)`. Stable for all finite ``x``. Same as ``jax.nn.log_sigmoid``.
+
+    Args:
+      x: float array.
+    """
+    return -_softplus(-x)
+
+
+@_elementwise
+def tanhshrink(x: jax.Array) -> jax.Array:
+    r"""Tanh shrink, ``F.tanhshrink``: :math:`x - \tanh x`. Derivative :math:`\tanh^2 x`.
+
+    Args:
+      x: float array.
+    """
+    return x - jnp.tanh(x)
+
+
+@_elementwise
+def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
+    r"""Soft shrinkage, ``F.softshrink``: :math:`x - \lambda` if :math:`x > \lambda`, :math:`x + \lambda` if :math:`x < -\lambda`, else 0.
+
+    Derivative 1 for :math:`|x| > \lambda`, 0 for :math:`|x| \le \lambda` (0 at the kinks
+    :math:`\pm\lambda`, as torch).
+
+    Args:
+      x: float array.
+      lambd: threshold, must be ``>= 0`` (torch raises for a negative one; ``ValueError``).
+    """
+    _checks.check_nonnegative(lambd, "lambd")
+    return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, x * 0))
+
+
+@_elementwise
+def hardshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
+    r"""Hard shrinkage, ``F.hardshrink``: :math:`x` if :math:`|x| > \lambda` else 0.
+
+    Derivative 1 for :math:`|x| > \lambda` and 0 for :math:`|x| \le \lambda` (0 at
+    :math:`\pm\lambda`, as torch). A negative ``lambd`` is accepted, as torch does, and gives
+    the identity.
+
+    Args:
+      x: float array.
+      lambd: threshold.
+    """
+    return jnp.where((x >= -lambd) & (x <= lambd), 0.0, x)
+
+
+@_elementwise
+def threshold(x: jax.Array, threshold: float, value: float) -> jax.Array:
+    r"""Threshold, ``F.threshold``: :math:`x` if :math:`x > \mathrm{threshold}` else ``value``.
+
+    Derivative 1 for :math:`x > \mathrm{threshold}` and 0 otherwise (0 at the threshold).
+
+    Args:
+      x: float array.
+      threshold: the cut.
+      value: replacement for :math:`x \le \mathrm{threshold}`.
+    """
+    return jnp.where(x <= threshold, value, x)
+
+
+@_elementwise
+def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    r"""Softmax, ``F.softmax(x, dim=axis)``: :math:`e^{x_i} / \sum_j e^{x_j}` along ``axis``.
+
+    Range :math:`[0, 1]`, sums to 1. Shifted by the (constant) maximum, so no overflow.
+    Same as ``jax.nn.softmax``; torch's ``dim`` has no default, ours is ``axis=-1``.
+
+    Args:
+      x: float array.
+      axis: the axis that is normalized.
+    """
+    axis = _checks.normalize_axis(axis, x.ndim, "axis")
+    e = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True)))
+    return e / jnp.sum(e, axis, keepdims=True)
+
+
+@_elementwise
+def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    r"""Log-softmax, ``F.log_softmax(x, dim=axis)``: :math:`x_i - \log\sum_j e^{x_j}` along ``axis``.
+
+    Range :math:`(-\infty, 0]`. Stable (max-shifted log-sum-exp). Same as ``jax.nn.log_softmax``.
+
+    Args:
+      x: float array.
+      axis: the axis that is normalized.
+    """
+    axis = _checks.normalize_axis(axis, x.ndim, "axis")
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis, keepdims=True))
+
+
+@_elementwise
+def softmin(x: jax.Array, axis: int = -1) -> jax.Array:
+    r"""Softmin, ``F.softmin(x, dim=axis)``: :math:`\mathrm{softmax}(-x)` along ``axis``.
+
+    Args:
+      x: float array.
+      axis: the axis that is normalized.
+    """
+    return softmax(-x, axis)
+
+
+@_elementwise
+def glu(x: jax.Array, axis: int = -1) -> jax.Array:
+    r"""Gated linear unit, ``F.glu(x, dim=axis)``: :math:`a \otimes \sigma(b)` where ``x = [a, b]`` along ``axis``.
+
+    The output has half the length of ``x`` along ``axis``. Same as ``jax.nn.glu``.
+
+    Args:
+      x: float array whose length along ``axis`` is even (otherwise ``ValueError``).
+      axis: the axis that is split in halves.
+    """
+    axis = _checks.normalize_axis(axis, x.ndim, "axis")
+    if x.shape[axis] % 2:
+        raise ValueError(
+            f"glu halves x along axis={axis}, whose length {x.shape[axis]} is odd; "
+            f"x has shape {x.shape}"
+        )
+    a, b = jnp.split(x, 2, axis)
+    return a * jax.lax.logistic(b)
+
+
+@_elementwise
+def prelu(x: jax.Array, weight: jax.Array, axis: int = -1) -> jax.Array:
+    r"""Parametric ReLU, ``F.prelu``: :math:`x` if :math:`x > 0` else :math:`w_c x`.
+
+    ``weight`` holds one slope, or one per channel along ``axis``. **Channels are the last axis
+    by default** (JAX channels-last); torch uses axis 1 (pass ``axis=1`` for NCHW data) and
+    treats a 1-D input as a single channel. Derivative :math:`w_c` for :math:`x \le 0`
+    (``prelu'(0) = w``, as torch) and 1 above; the gradient with respect to ``weight`` is the
+    sum of the non-positive ``x`` of each channel. The result has ``x``'s dtype.
+
+    Args:
+      x: float array.
+      weight: float array with 1 element or ``x.shape[axis]`` elements.
+      axis: the channel axis.
+    """
+    weight = _checks.as_float_array(weight, "weight")
+    channels = x.shape[_checks.normalize_axis(axis, x.ndim, "axis")] if x.ndim else 1
+    if weight.size == 1:
+        weight = weight.reshape(())
+    elif weight.ndim != 1 or weight.size != channels:
+        raise ValueError(
+            f"weight must have 1 element or one per channel; got weight of shape "
+            f"{weight.shape} for x of shape {x.shape} with {channels} channel(s) on axis={axis}"
+        )
+    else:
+        weight = jnp.expand_dims(weight, [d for d in range(x.ndim) if d != axis % x.ndim])
+    return jnp.where(x > 0, x, weight.astype(x.dtype) * x)
+
+
+@_elementwise
+def rrelu(
+    x: jax.Array,
+    lower: float = 1.0 / 8.0,
+    upper: float = 1.0 / 3.0,
+    *,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    r"""Randomized leaky ReLU, ``F.rrelu``: :math:`x` if :math:`x > 0` else :math:`a x`.
+
+    Without ``key`` (torch's ``training=False``) the slope is :math:`a = (l + u)/2`, i.e.
+    ``leaky_relu(x, (lower + upper) / 2)``. With a ``key`` (torch's ``training=True``) each
+    element draws its own :math:`a \sim U(\mathrm{lower}, \mathrm{upper})` from
+    ``jax.random.uniform``. Derivative 1 for :math:`x > 0` and :math:`a` for :math:`x \le 0`
+    (torch's convention at 0 in both modes).
+
+    Args:
+      x: float array.
+      lower, upper: slope bounds; ``lower > upper`` raises ``ValueError`` (as torch).
+      key: a ``jax.random`` key for training mode, or ``None`` for the deterministic slope.
+    """
+    if isinstance(lower, (int, float)) and isinstance(upper, (int, float)) and lower > upper:
+        raise ValueError(f"lower must be <= upper, got lower={lower} > upper={upper}")
+    if key is None:
+        slope = (lower + upper) / 2
+    else:
+        slope = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    return jnp.where(x > 0, x, x * slope)
+
+
+NAMES: tuple[str, ...] = tuple(name for name in __all__ if name not in ("NAMES", "get"))
+
+get = _checks.make_get(
+    "activation",
+    {name: globals()[name] for name in NAMES},
+    aliases={"swish": "silu", "hard_silu": "hardswish"},
+)
