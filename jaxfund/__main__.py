@@ -1,0 +1,5 @@
+"""``python -m jaxfund``: the same as the ``jaxfund`` command (see :mod:`jaxfund.cli`)."""
+
+from jaxfund.cli import main
+
+raise SystemExit(main())
