@@ -1,0 +1,209 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from jaxfund import models, train
+
+# jaxfund activation name -> torch module (the torch reference).
+ACTIVATIONS = [
+    ("relu", torch.nn.ReLU()),
+    ("tanh", torch.nn.Tanh()),
+    ("sigmoid", torch.nn.Sigmoid()),
+    ("LeakyReLU", torch.nn.LeakyReLU()),
+    ("gelu", torch.nn.GELU()),
+    ("elu", torch.nn.ELU()),
+    ("silu", torch.nn.SiLU()),
+    ("identity", torch.nn.Identity()),
+]
+
+
+def _torch_net(model, params, torch_acts, dtype):
+    """torch nn.Sequential with the same weights (w is torch's weight.T)."""
+    layers = []
+    for i, layer in enumerate(params):
+        linear = torch.nn.Linear(*layer["w"].shape, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.asarray(layer["w"]).T.copy()))
+            linear.bias.copy_(torch.from_numpy(np.array(layer["b"])))
+        layers.append(linear)
+        if i < len(params) - 1:
+            layers.append(torch_acts[i])
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("fan_in,fan_out", [(20, 50), (256, 512)])
+def test_init_matches_torch_linear_distribution(fan_in, fan_out):
+    """Weights and biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like torch nn.Linear: KS
+    two-sample test against torch's own draws, hard bounds, and mean/variance of the uniform."""
+    draws = max(1, 100_000 // (fan_in * fan_out))
+    keys = jax.random.split(jax.random.key(0), draws)
+    params = jax.vmap(models.MLP(fan_in, (), fan_out).init)(keys)[0]
+    ours_w, ours_b = np.asarray(params["w"]).ravel(), np.asarray(params["b"]).ravel()
+    torch.manual_seed(0)
+    theirs = [torch.nn.Linear(fan_in, fan_out) for _ in range(max(draws, 200 // fan_out + 1))]
+    theirs_w = np.concatenate([t.weight.detach().numpy().ravel() for t in theirs])
+    theirs_b = np.concatenate([t.bias.detach().numpy().ravel() for t in theirs])
+    bound = 1.0 / math.sqrt(fan_in)
+    for ours, ref in ((ours_w, theirs_w), (ours_b, theirs_b)):
+        assert stats.ks_2samp(ours, ref).pvalue > 1e-3
+        assert np.abs(ours).max() <= bound and np.abs(ref).max() <= bound
+    # Closed form for U(-b, b): mean 0 (sd b/sqrt(3n)), variance b^2/3 (sd b^2*sqrt(4/(45n))).
+    n = ours_w.size
+    assert abs(ours_w.mean()) < 5 * bound / math.sqrt(3 * n)
+    assert abs(ours_w.var() - bound**2 / 3) < 5 * bound**2 * math.sqrt(4 / (45 * n))
+    assert np.abs(ours_w).max() > bound * (1 - 20 / n)
+
+
+def test_init_structure_dtype_and_keys():
+    model = models.MLP(20, (50, 30), 2)
+    params = model.init(jax.random.key(1))
+    assert [(p["w"].shape, p["b"].shape) for p in params] == [
+        ((20, 50), (50,)), ((50, 30), (30,)), ((30, 2), (2,))]
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+    for layer, fan_in in zip(params, (20, 50, 30)):
+        assert float(jnp.abs(layer["w"]).max()) <= 1 / math.sqrt(fan_in)
+    again = model.init(jax.random.key(1))
+    other = model.init(jax.random.key(2))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)))
+    assert not np.array_equal(params[0]["w"], other[0]["w"])
+    with jax.enable_x64(True):
+        assert all(leaf.dtype == jnp.float64
+                   for leaf in jax.tree.leaves(model.init(jax.random.key(1), jnp.float64)))
+
+
+@pytest.mark.parametrize("name,torch_act", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+def test_apply_matches_torch_f32(name, torch_act):
+    model = models.MLP(20, (50, 30), 3, activation=name)
+    params = model.init(jax.random.key(0))
+    x = np.random.default_rng(0).normal(size=(16, 20)).astype(np.float32)
+    ours = model.apply(params, jnp.asarray(x))
+    ref = _torch_net(model, params, [torch_act] * 2, torch.float32)(torch.from_numpy(x))
+    assert ours.shape == (16, 3) and ours.dtype == jnp.float32
+    np.testing.assert_allclose(ours, ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,torch_act", ACTIVATIONS[:5], ids=[a[0] for a in ACTIVATIONS[:5]])
+def test_apply_and_gradients_match_torch_f64(name, torch_act):
+    """Outputs and parameter gradients of cross_entropy(MLP(x), y) against torch autograd."""
+    model = models.MLP(6, (8, 7), 4, activation=name)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(10, 6)), rng.integers(0, 4, size=10)
+    with jax.enable_x64(True):
+        params = model.init(jax.random.key(3), jnp.float64)
+        loss_fn = train.loss_for_task("multiclass")
+        loss, grads = jax.value_and_grad(
+            lambda p: loss_fn(model.apply(p, jnp.asarray(x)), jnp.asarray(y)))(params)
+        net = _torch_net(model, params, [torch_act] * 2, torch.float64)
+        ref = torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
+        ref.backward()
+        np.testing.assert_allclose(loss, ref.item(), rtol=1e-12)
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        for g, linear in zip(grads, linears):
+            np.testing.assert_allclose(g["w"], linear.weight.grad.numpy().T, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(g["b"], linear.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+def test_per_layer_activations_and_callables():
+    model = models.MLP(5, (6, 7, 4), 2, activation=["relu", jnp.sin, "Tanh"])
+    params = model.init(jax.random.key(0))
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+
+    class Sin(torch.nn.Module):
+        def forward(self, t):
+            return torch.sin(t)
+
+    net = _torch_net(model, params, [torch.nn.ReLU(), Sin(), torch.nn.Tanh()], torch.float32)
+    np.testing.assert_allclose(model.apply(params, x), net(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_single_sample_and_vmap_and_jit():
+    model = models.MLP(4, (8,), 3)
+    params = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (5, 4))
+    batched = model.apply(params, x)
+    np.testing.assert_allclose(jax.vmap(model.apply, in_axes=(None, 0))(params, x), batched,
+                               rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(model.apply)(params, x), batched, rtol=1e-6)
+    assert model.apply(params, x[0]).shape == (3,)
+
+
+@pytest.mark.parametrize("shape", [(8, 19), (8, 21), (2, 8, 20), ()])
+def test_bad_x_shape_names_x_and_expected_shape(shape):
+    model = models.MLP(20, (50,), 2)
+    params = model.init(jax.random.key(0))
+    x = jnp.ones(shape)
+    pattern = r"x must have shape \(batch, 20\) or \(20,\).*got shape"
+    with pytest.raises(ValueError, match=pattern):
+        model.apply(params, x)
+    with pytest.raises(ValueError, match=pattern):
+        jax.jit(model.apply)(params, x)
+
+
+def test_bad_x_dtype_and_bad_params():
+    model = models.MLP(3, (4,), 2)
+    params = model.init(jax.random.key(0))
+    with pytest.raises(TypeError, match="x must be a floating-point array"):
+        model.apply(params, jnp.ones((2, 3), jnp.int32))
+    with pytest.raises(ValueError, match=r"params do not match an MLP with layer sizes \(3, 4, 2\)"):
+        model.apply(params[:1], jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="params do not match"):
+        models.MLP(3, (5,), 2).apply(params, jnp.ones((2, 3)))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"in_features": 0}, "in_features must be a positive int"),
+    ({"in_features": 3, "out_features": 2.0}, "out_features must be a positive int"),
+    ({"in_features": 3, "hidden": 4}, "hidden must be a sequence"),
+    ({"in_features": 3, "hidden": (4, 0)}, r"hidden\[1\] must be a positive int"),
+    ({"in_features": 3, "hidden": (4, 4), "activation": ["relu"]},
+     "activation has 1 entries but hidden has 2 layers"),
+    ({"in_features": 3, "activation": "nope"}, "unknown activation 'nope'; valid names: .*relu"),
+])
+def test_bad_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.MLP(**kwargs)
+
+
+def test_hidden_list_is_normalised():
+    model = models.MLP(3, [4, 5], 2, activation=["relu", "tanh"])
+    assert model.hidden == (4, 5) and model.activation == ("relu", "tanh")
+    assert model.sizes == (3, 4, 5, 2)
+    hash(model)
+
+
+def test_output_features():
+    assert models.output_features("regression") == 1
+    assert models.output_features("binary", 2) == 1
+    assert models.output_features("multiclass", 10) == 10
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+        models.output_features("multiclass", 1)
+    with pytest.raises(ValueError, match="task must be one of"):
+        models.output_features("ranking", 3)
+
+
+# Heads per the course: task -> (torch loss on the raw outputs, targets).
+HEADS = [
+    ("regression", 0, lambda out, y: torch.nn.MSELoss()(out[:, 0], y.float())),
+    ("binary", 2, lambda out, y: torch.nn.BCEWithLogitsLoss()(out[:, 0], y.float())),
+    ("multiclass", 4, lambda out, y: torch.nn.CrossEntropyLoss()(out, y.long())),
+]
+
+
+@pytest.mark.parametrize("task,num_classes,torch_loss", HEADS, ids=[h[0] for h in HEADS])
+def test_heads_match_torch_losses(task, num_classes, torch_loss):
+    model = models.MLP(6, (8,), models.output_features(task, num_classes))
+    params = model.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 6)).astype(np.float32)
+    y = (rng.normal(size=12).astype(np.float32) if task == "regression"
+         else rng.integers(0, max(num_classes, 2), size=12).astype(np.int32))
+    outputs = model.apply(params, x)
+    ours = train.loss_for_task(task)(outputs, jnp.asarray(y))
+    ref = torch_loss(torch.from_numpy(np.array(outputs)), torch.from_numpy(y))
+    np.testing.assert_allclose(ours, ref.item(), rtol=1e-5)
