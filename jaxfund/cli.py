@@ -60,7 +60,8 @@ class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (no usage dump) and exit status 2."""
 
     def error(self, message: str):
-        raise _UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("jaxfund").strip()
+        raise _UsageError(f"{command}: {message}" if command else message)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_positive_int, default=3,
                          help="number of seeds per run (trained together with jax.vmap)")
     compare.add_argument("--seed", type=int, default=0, help="first seed")
-    compare.add_argument("--target-loss", type=float, default=0.1,
+    compare.add_argument("--target-loss", type=float, default=0.2,
                          help="report the first epoch whose mean train loss is <= this")
     compare.add_argument("--out", default="runs/compare", help="output directory")
     compare.set_defaults(func=_cmd_compare)
@@ -222,6 +223,12 @@ def _check_dataset(name: str, option: str) -> str:
     if name not in data.NAMES:
         raise _UsageError(f"{option}: unknown dataset {name!r}; valid names: {', '.join(data.NAMES)}")
     return name
+
+
+def _check_batch_size(batch_size: int, ds: Any) -> None:
+    if batch_size > len(ds.x_train):
+        raise _UsageError(f"--batch-size {batch_size} is larger than the {len(ds.x_train)} "
+                          f"training examples of {ds.name}")
 
 
 def _make_optimizer(name: str, lr: float, weight_decay: float | None, option: str):
@@ -303,6 +310,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
               "hidden": list(args.hidden), "batch_size": args.batch_size, "seed": args.seed}
     ds = data.load(args.dataset)
+    _check_batch_size(args.batch_size, ds)
     model = models.MLP(ds.num_features, args.hidden, models.output_features(ds.task, ds.num_classes),
                        args.activation)
     state = train.TrainState.create(model.init(jax.random.key(args.seed)), tx)
@@ -476,6 +484,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     device, num_devices = _device()
     stdout, stderr = _consoles()
     results: dict[str, list[dict]] = {}
+    tables = []
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     runs = len(args.datasets) * len(args.activations) * len(optimizers)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -484,6 +493,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         bar = progress.add_task("compare", total=runs)
         for dataset in args.datasets:
             ds = data.load(dataset)
+            _check_batch_size(args.batch_size, ds)
             metric = "test_mse" if ds.task == "regression" else "test_accuracy"
             arrays = [jnp.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)]
             rows, curves[dataset] = [], {}
@@ -520,7 +530,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     })
                     progress.advance(bar)
             results[dataset] = rows
-            progress.console.print(_compare_table(Table, dataset, ds.task, metric, rows, args))
+            tables.append(_compare_table(Table, dataset, ds.task, metric, rows, args))
 
     config = {k: getattr(args, k) for k in ("datasets", "activations", "optimizers", "lr",
                                             "epochs", "batch_size", "hidden", "seeds",
@@ -529,6 +539,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 {"config": config, "device": device, "num_devices": num_devices,
                  "jax_version": jax.__version__, "results": results})
     plots.compare_figure(curves, os.path.join(out, "compare.png"), target_loss=args.target_loss)
+    for table in tables:
+        stdout.print(table)
     stdout.print(f"wrote {out}/compare.json and {out}/compare.png")
     return 0
 
@@ -712,4 +724,7 @@ def _cmd_bench(argv: list[str]) -> int:
     except ImportError as err:
         raise _UsageError(f"bench: the benchmarks package cannot be imported ({err}); run from "
                           "the repository root or install jaxfund with its benchmarks") from None
+    if not callable(getattr(benchmarks, "main", None)):
+        raise _UsageError(f"bench: the benchmarks package at {benchmarks.__path__} has no "
+                          "main(argv); run from the repository root")
     return int(benchmarks.main(argv) or 0)
