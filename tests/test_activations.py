@@ -1,0 +1,450 @@
+"""Tests for jaxfund.activations: parity with torch.nn.functional and jax.nn, kinks, dtypes.
+
+Every function is one row of ``CASES``; the parametrized tests below run over the whole table,
+so a new activation is tested by adding a row. References come from PyTorch (values and
+gradients), jax.nn, or closed-form math.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from absl.testing import parameterized
+from jax.test_util import check_grads
+
+from jaxfund import activations as A
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    fn: Callable[..., jax.Array]
+    kwargs: dict[str, Any]
+    torch_fn: Callable[[torch.Tensor], torch.Tensor]
+    kinks: tuple[float, ...] = ()  # where the derivative (or the 2nd one) jumps; tested exactly
+    jax_nn: Callable[[jax.Array], jax.Array] | None = None  # the same function in jax.nn
+    jax_grad_differs_at: tuple[float, ...] = ()  # kinks where jax.nn's derivative is not torch's
+    f64_grad_rtol: float = 1e-12
+
+    @property
+    def smooth(self) -> bool:
+        return not self.kinks
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fn(x, **self.kwargs)
+
+
+def _softplus_as_torch(x, beta=1.0, threshold=20.0):
+    """jax.nn.softplus with torch's beta and linear switch added (closed form)."""
+    return jnp.where(beta * x > threshold, x, jax.nn.softplus(beta * x) / beta)
+
+
+_PRELU_W = np.array([0.25], np.float32)
+
+CASES = [
+    Case("identity", A.identity, {}, torch.nn.Identity(), jax_nn=jax.nn.identity),
+    Case("sigmoid", A.sigmoid, {}, torch.sigmoid, jax_nn=jax.nn.sigmoid),
+    Case("tanh", A.tanh, {}, torch.tanh, jax_nn=jax.nn.tanh),
+    Case("relu", A.relu, {}, F.relu, (0.0,), jax.nn.relu),
+    Case("relu6", A.relu6, {}, F.relu6, (0.0, 6.0), jax.nn.relu6),
+    Case("leaky_relu", A.leaky_relu, {}, F.leaky_relu, (0.0,), jax.nn.leaky_relu, (0.0,)),
+    Case("leaky_relu_0.2", A.leaky_relu, dict(negative_slope=0.2),
+         lambda t: F.leaky_relu(t, 0.2), (0.0,), lambda x: jax.nn.leaky_relu(x, 0.2), (0.0,)),
+    Case("elu", A.elu, {}, F.elu, (0.0,), jax.nn.elu),
+    Case("elu_2", A.elu, dict(alpha=2.0), lambda t: F.elu(t, 2.0), (0.0,),
+         lambda x: jax.nn.elu(x, 2.0)),
+    Case("selu", A.selu, {}, F.selu, (0.0,), jax.nn.selu),
+    Case("celu", A.celu, {}, F.celu, (0.0,), jax.nn.celu),
+    Case("celu_0.5", A.celu, dict(alpha=0.5), lambda t: F.celu(t, 0.5), (0.0,),
+         lambda x: jax.nn.celu(x, 0.5)),
+    Case("gelu", A.gelu, {}, F.gelu, jax_nn=lambda x: jax.nn.gelu(x, approximate=False)),
+    Case("gelu_tanh", A.gelu, dict(approximate="tanh"), lambda t: F.gelu(t, approximate="tanh"),
+         jax_nn=lambda x: jax.nn.gelu(x, approximate=True)),
+    Case("silu", A.silu, {}, F.silu, jax_nn=jax.nn.silu),
+    Case("mish", A.mish, {}, F.mish, jax_nn=jax.nn.mish),
+    Case("softplus", A.softplus, {}, F.softplus, (20.0, 20.0001, 19.9999), _softplus_as_torch),
+    Case("softplus_2_10", A.softplus, dict(beta=2.0, threshold=10.0),
+         lambda t: F.softplus(t, 2.0, 10.0), (5.0, 5.0001, 4.9999),
+         lambda x: _softplus_as_torch(x, 2.0, 10.0)),
+    Case("softplus_-1", A.softplus, dict(beta=-1.0), lambda t: F.softplus(t, -1.0), (-20.0,)),
+    Case("softsign", A.softsign, {}, F.softsign, (0.0,), jax.nn.soft_sign),
+    Case("hardtanh", A.hardtanh, {}, F.hardtanh, (-1.0, 1.0), jax.nn.hard_tanh, (-1.0, 1.0)),
+    Case("hardtanh_-2_3", A.hardtanh, dict(min_val=-2.0, max_val=3.0),
+         lambda t: F.hardtanh(t, -2.0, 3.0), (-2.0, 3.0)),
+    # torch's hardsigmoid backward multiplies by a float32 1/6 even for float64 tensors
+    # (|1/6 - f32(1/6)| / (1/6) = 3.0e-8); we use the exact 1/6. See test_documented_differences.
+    Case("hardsigmoid", A.hardsigmoid, {}, F.hardsigmoid, (-3.0, 3.0), jax.nn.hard_sigmoid,
+         f64_grad_rtol=5e-8),
+    Case("hardswish", A.hardswish, {}, F.hardswish, (-3.0, 3.0), jax.nn.hard_swish),
+    Case("logsigmoid", A.logsigmoid, {}, F.logsigmoid, jax_nn=jax.nn.log_sigmoid),
+    Case("tanhshrink", A.tanhshrink, {}, F.tanhshrink),
+    Case("softshrink", A.softshrink, {}, F.softshrink, (-0.5, 0.5)),
+    Case("softshrink_1", A.softshrink, dict(lambd=1.0), lambda t: F.softshrink(t, 1.0),
+         (-1.0, 1.0)),
+    Case("hardshrink", A.hardshrink, {}, F.hardshrink, (-0.5, 0.5)),
+    Case("hardshrink_1", A.hardshrink, dict(lambd=1.0), lambda t: F.hardshrink(t, 1.0),
+         (-1.0, 1.0)),
+    Case("threshold", A.threshold, dict(threshold=1.0, value=2.0),
+         lambda t: F.threshold(t, 1.0, 2.0), (1.0,)),
+    Case("threshold_neg", A.threshold, dict(threshold=-0.5, value=-3.0),
+         lambda t: F.threshold(t, -0.5, -3.0), (-0.5,)),
+    Case("softmax", A.softmax, {}, lambda t: F.softmax(t, dim=-1), jax_nn=jax.nn.softmax),
+    Case("softmax_axis0", A.softmax, dict(axis=0), lambda t: F.softmax(t, dim=0),
+         jax_nn=lambda x: jax.nn.softmax(x, axis=0)),
+    Case("log_softmax", A.log_softmax, {}, lambda t: F.log_softmax(t, dim=-1),
+         jax_nn=jax.nn.log_softmax),
+    Case("log_softmax_axis0", A.log_softmax, dict(axis=0), lambda t: F.log_softmax(t, dim=0),
+         jax_nn=lambda x: jax.nn.log_softmax(x, axis=0)),
+    Case("softmin", A.softmin, {}, lambda t: F.softmin(t, dim=-1)),
+    Case("glu", A.glu, {}, lambda t: F.glu(t, dim=-1), jax_nn=jax.nn.glu),
+    Case("glu_axis0", A.glu, dict(axis=0), lambda t: F.glu(t, dim=0),
+         jax_nn=lambda x: jax.nn.glu(x, axis=0)),
+    Case("prelu", A.prelu, dict(weight=_PRELU_W),
+         lambda t: F.prelu(t, torch.tensor(_PRELU_W, dtype=t.dtype)), (0.0,)),
+    Case("rrelu_eval", A.rrelu, {}, lambda t: F.rrelu(t, training=False), (0.0,)),
+    Case("rrelu_eval_0.1_0.3", A.rrelu, dict(lower=0.1, upper=0.3),
+         lambda t: F.rrelu(t, 0.1, 0.3, training=False), (0.0,)),
+]
+CASE_BY_ID = {case.id: case for case in CASES}
+ELEMENTWISE = [c for c in CASES if c.fn not in (A.softmax, A.log_softmax, A.softmin, A.glu)]
+
+
+def _params(cases, *dtypes):
+    return [dict(testcase_name=f"{c.id}_{d}", case_id=c.id, dtype=d)
+            for c in cases for d in dtypes]
+
+
+def grid(case: Case, dtype=np.float32) -> np.ndarray:
+    """Kinks (exactly), random normals x3, +-20, +-1e2, +-1e4; shape (rows, 4), rows even."""
+    rng = np.random.default_rng(0)
+    values = [*case.kinks, *(rng.standard_normal(20) * 3), 20, -20, 1e2, -1e2, 1e4, -1e4]
+    values += list(rng.standard_normal(-len(values) % 8))
+    return np.asarray(values, dtype).reshape(-1, 4)
+
+
+def torch_value_and_grad(case: Case, x: np.ndarray, ct: np.ndarray, dtype=torch.float32):
+    t = torch.tensor(x, dtype=dtype, requires_grad=True)
+    y = case.torch_fn(t)
+    y.backward(torch.tensor(ct, dtype=dtype))
+    return y.detach().double().numpy(), t.grad.double().numpy()
+
+
+def value_and_grad(fn: Callable, x: jax.Array, ct: jax.Array):
+    y, vjp = jax.vjp(fn, x)
+    return y, vjp(ct)[0]
+
+
+def cotangent(case: Case, x: np.ndarray) -> np.ndarray:
+    shape = jax.eval_shape(case, jnp.asarray(x, jnp.float32)).shape
+    return np.random.default_rng(1).standard_normal(shape).astype(x.dtype)
+
+
+def _f64(array) -> np.ndarray:
+    return np.asarray(jnp.asarray(array).astype(jnp.float64) if jax.config.jax_enable_x64
+                      else np.asarray(jnp.asarray(array).astype(jnp.float32), np.float64))
+
+
+TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-12)}
+
+
+class TorchParityTest(parameterized.TestCase):
+    """Values, gradients (a random cotangent) and vmap against torch, jitted and not."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(_params(CASES, "float32", "float64"))
+    def test_matches_torch(self, case_id, dtype):
+        case = CASE_BY_ID[case_id]
+        x = grid(case, np.dtype(dtype))
+        ct = cotangent(case, x)
+        y_ref, g_ref = torch_value_and_grad(case, x, ct, getattr(torch, dtype))
+        with jax.enable_x64(dtype == "float64"):
+            y, g = self.variant(functools.partial(value_and_grad, case))(x, ct)
+            y_vmap = self.variant(jax.vmap(case))(np.stack([x, x]))  # a new batch axis
+            self.assertEqual(y.dtype, dtype)
+            self.assertEqual(g.dtype, dtype)
+            y, g, y_vmap = map(_f64, (y, g, y_vmap))
+        tol = TOL[dtype]
+        np.testing.assert_allclose(y, y_ref, **tol)
+        np.testing.assert_allclose(y_vmap, np.stack([y_ref, y_ref]), **tol)
+        if dtype == "float64":
+            tol = dict(tol, rtol=case.f64_grad_rtol)
+        np.testing.assert_allclose(g, g_ref, **tol)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_check_grads_float64(case):
+    """Forward and reverse derivatives to order 2 agree with finite differences."""
+    x = np.array([[-2.3, -0.7, 0.3, 1.1], [2.6, 4.2, -1.7, 0.8]])  # away from every kink
+    if case.smooth:
+        x[1, 2:] = 0.0, -5.0
+    with jax.enable_x64(True):
+        check_grads(case, (jnp.asarray(x),), order=2, modes=["fwd", "rev"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.jax_nn is not None], ids=lambda c: c.id)
+def test_matches_jax_nn(case, dtype):
+    """Equal to jax.nn's counterpart; gradients too, except at documented kinks."""
+    x = grid(case, np.dtype(dtype))
+    ct = cotangent(case, x)
+    with jax.enable_x64(dtype == "float64"):
+        y, g = jax.jit(functools.partial(value_and_grad, case))(x, ct)
+        y_ref, g_ref = jax.jit(functools.partial(value_and_grad, case.jax_nn))(x, ct)
+        np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+        differs = np.isin(x, case.jax_grad_differs_at)
+        np.testing.assert_allclose(np.where(differs, 0, g), np.where(differs, 0, g_ref),
+                                   **TOL[dtype])
+        assert np.all(g[differs] != g_ref[differs])
+
+
+def test_documented_differences():
+    """What the docstrings say about jax.nn and torch, checked."""
+    x0 = jnp.array(0.0)
+    # gelu: jax.nn's default is the tanh approximation, torch's (and ours) the exact erf form.
+    x = jnp.linspace(-4, 4, 33)
+    np.testing.assert_allclose(A.gelu(x), jax.nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-7)
+    assert np.max(np.abs(A.gelu(x) - jax.nn.gelu(x))) > 1e-4
+    # leaky_relu'(0): torch negative_slope, jax.nn 1.
+    assert jax.grad(A.leaky_relu)(x0) == np.float32(0.01)
+    assert jax.grad(jax.nn.leaky_relu)(x0) == 1.0
+    # hardtanh'(+-1): torch 0, jax.nn 1.
+    for kink in (-1.0, 1.0):
+        assert jax.grad(A.hardtanh)(jnp.array(kink)) == 0.0
+        assert jax.grad(jax.nn.hard_tanh)(jnp.array(kink)) == 1.0
+    # softplus: jax.nn has no linear switch above the threshold; visible in float64 only.
+    with jax.enable_x64(True):
+        x = jnp.array([20.5, 30.0])
+        diff = np.abs(A.softplus(x) - jax.nn.softplus(x))
+        assert np.all((diff > 0) & (diff < 2.1e-9))
+        np.testing.assert_array_equal(A.softplus(x), x)
+    # hardsigmoid: torch's float64 backward uses a float32 1/6; ours and jax.nn's are exact.
+    t = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    F.hardsigmoid(t).backward()
+    assert t.grad.item() == float(np.float32(1 / 6)) != 1 / 6
+    with jax.enable_x64(True):
+        assert jax.grad(A.hardsigmoid)(jnp.array(0.5)) == 1 / 6
+        assert jax.grad(jax.nn.hard_sigmoid)(jnp.array(0.5)) == 1 / 6
+    # softplus(beta=0): torch returns inf everywhere; we raise.
+    assert torch.isinf(F.softplus(torch.zeros(1), beta=0.0)).all()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_low_precision_matches_torch(case, dtype):
+    """bf16/f16 in, same dtype out; values and gradients within 2 ulps of torch's same dtype."""
+    x = grid(case).clip(-1e4, 1e4)
+    ct = cotangent(case, x)
+    xt = torch.tensor(x).to(getattr(torch, dtype))
+    x, ct = xt.float().numpy(), torch.tensor(ct).to(getattr(torch, dtype)).float().numpy()
+    y_ref, g_ref = torch_value_and_grad(case, x, ct, getattr(torch, dtype))
+    y, g = jax.jit(functools.partial(value_and_grad, case))(
+        jnp.asarray(x, dtype), jnp.asarray(ct, dtype))
+    assert y.dtype == g.dtype == jnp.dtype(dtype)
+    eps = float(jnp.finfo(dtype).eps)
+    np.testing.assert_allclose(np.asarray(y, np.float64), y_ref, rtol=2 * eps, atol=eps)
+    np.testing.assert_allclose(np.asarray(g, np.float64), g_ref, rtol=2 * eps, atol=eps)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_extreme_inputs(case, dtype):
+    """+-1e4 in f32 and +-max in bf16/f16: finite value and gradient wherever torch (in f32 at the
+    same points, rounded to the dtype) is finite, and close to it."""
+    big = 1e4 if dtype == "float32" else float(jnp.finfo(dtype).max)
+    x = np.array([[big, -big], [-big, big]], np.float32)
+    ct = np.ones(jax.eval_shape(case, x).shape, np.float32)
+    y_ref, g_ref = torch_value_and_grad(case, x, ct, torch.float32)
+    with np.errstate(over="ignore"):  # torch's f32 result may not fit the dtype (selu(max))
+        y_ref, g_ref = (r.astype(dtype).astype(np.float32) for r in (y_ref, g_ref))
+    y, g = jax.jit(functools.partial(value_and_grad, case))(
+        jnp.asarray(x, dtype), jnp.asarray(ct, dtype))
+    y, g = y.astype(jnp.float32), g.astype(jnp.float32)
+    rtol = 2 * float(jnp.finfo(dtype).eps)
+    for ours, ref in ((y, y_ref), (g, g_ref)):
+        finite = np.isfinite(ref)
+        assert np.all(np.isfinite(ours[finite])), (ours, ref)
+        np.testing.assert_allclose(ours[finite], ref[finite], rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ELEMENTWISE, ids=lambda c: c.id)
+def test_nan_propagates(case):
+    y = case(jnp.array([np.nan, 1.0], jnp.float32))
+    assert np.isnan(y[0]) and not np.isnan(y[1])
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_prelu_per_channel_matches_torch(axis):
+    """Channels on ``axis`` (default last); torch's channel axis 1 is moved accordingly."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    x[0, 0, 0] = 0.0
+    w = rng.uniform(-0.5, 0.5, x.shape[axis]).astype(np.float32)
+    ct = rng.standard_normal(x.shape).astype(np.float32)
+    xt = torch.tensor(np.moveaxis(x, axis, 1), requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    yt = F.prelu(xt, wt)
+    yt.backward(torch.tensor(np.moveaxis(ct, axis, 1)))
+    kwargs = {} if axis == -1 else dict(axis=axis)
+    y, vjp = jax.vjp(lambda x, w: A.prelu(x, w, **kwargs), x, w)
+    gx, gw = vjp(ct)
+    np.testing.assert_allclose(y, np.moveaxis(yt.detach().numpy(), 1, axis), rtol=1e-6)
+    np.testing.assert_allclose(gx, np.moveaxis(xt.grad.numpy(), 1, axis), rtol=1e-6)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rrelu_training_mode():
+    """With a key: per-element slopes in [lower, upper], ~U(lower, upper), exact given the slope."""
+    lower, upper = 0.1, 0.3
+    x = -jnp.linspace(0.5, 2.0, 20_000).reshape(100, 200)
+    y = A.rrelu(x, lower, upper, key=jax.random.key(0))
+    g = jax.grad(lambda x: A.rrelu(x, lower, upper, key=jax.random.key(0)).sum())(x)
+    slope = np.asarray(y / x)
+    assert slope.min() >= lower and slope.max() <= upper
+    np.testing.assert_allclose(g, slope, rtol=1e-6)  # the gradient is the sampled slope
+    # U(0.1, 0.3): mean 0.2, std 0.2/sqrt(12); deciles evenly spaced (KS distance small).
+    assert abs(slope.mean() - 0.2) < 3 * 0.2 / math.sqrt(12 * slope.size) * 2
+    hist = np.histogram(slope, bins=10, range=(lower, upper))[0] / slope.size
+    np.testing.assert_allclose(hist, 0.1, atol=0.01)
+    # positive inputs pass through, keys are reproducible and different keys differ
+    pos = jnp.linspace(0.1, 2.0, 64)
+    np.testing.assert_array_equal(A.rrelu(pos, key=jax.random.key(1)), pos)
+    k1, k2 = jax.random.key(1), jax.random.key(2)
+    np.testing.assert_array_equal(A.rrelu(-pos, key=k1), A.rrelu(-pos, key=k1))
+    assert np.any(A.rrelu(-pos, key=k1) != A.rrelu(-pos, key=k2))
+    # torch's training mode gives its sampled slope as the gradient at 0 too
+    t = torch.zeros(1, requires_grad=True)
+    F.rrelu(t, lower, upper, training=True).backward()
+    assert lower <= t.grad.item() <= upper
+    assert lower <= jax.grad(lambda x: A.rrelu(x, lower, upper, key=k1))(0.0) <= upper
+    assert A.rrelu(-pos.astype(jnp.bfloat16), key=k1).dtype == jnp.bfloat16
+
+
+# --- properties -----------------------------------------------------------------------------
+
+_rows = hnp.arrays(np.float32, (3, 5), elements=dict(min_value=-60, max_value=60))
+_softmax, _log_softmax = jax.jit(A.softmax), jax.jit(A.log_softmax)
+
+
+@hypothesis.settings(max_examples=50, deadline=None)
+@hypothesis.given(x=_rows, shift=hypothesis.strategies.floats(-30, 30, width=32))
+def test_softmax_properties(x, shift):
+    p = np.asarray(_softmax(x), np.float64)
+    assert np.all((p >= 0) & (p <= 1))
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(_softmax(x + np.float32(shift)), p, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.exp(_log_softmax(x)), p, rtol=1e-5, atol=1e-7)
+    safe = p > 1e-30  # log(softmax) itself underflows below that; log_softmax does not
+    np.testing.assert_allclose(np.asarray(_log_softmax(x))[safe], np.log(p[safe]), rtol=1e-5,
+                               atol=1e-6)
+
+
+@hypothesis.settings(max_examples=50, deadline=None)
+@hypothesis.given(x=hnp.arrays(np.float32, (16,), elements=dict(
+    allow_nan=False, allow_infinity=False)))
+def test_bounded_outputs(x):
+    s = np.asarray(A.sigmoid(x))
+    assert np.all((s >= 0) & (s <= 1))
+    assert np.all(np.asarray(A.logsigmoid(x)) <= 0)
+    assert np.all(np.abs(A.softsign(x)) <= 1) and np.all(np.abs(A.tanh(x)) <= 1)
+    h = np.asarray(A.hardsigmoid(x))
+    assert np.all((h >= 0) & (h <= 1))
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("bad", [[1.0, 2.0], None, np.arange(4), jnp.arange(4)],
+                         ids=["list", "None", "np_int", "jnp_int"])
+def test_non_float_x_raises(case, bad):
+    with pytest.raises(TypeError, match="x must be"):
+        case(bad)
+
+
+@pytest.mark.parametrize("fn", [A.softmax, A.log_softmax, A.softmin, A.glu])
+def test_bad_axis_raises(fn):
+    x = jnp.ones((2, 4))
+    with pytest.raises(ValueError, match="axis=2 is out of range"):
+        fn(x, axis=2)
+    with pytest.raises(TypeError, match="axis must be an int"):
+        fn(x, axis=1.0)
+    with pytest.raises(ValueError, match="axis=-3 is out of range"):
+        jax.jit(functools.partial(fn, axis=-3))(x)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: A.glu(jnp.ones((2, 5))), ValueError, "axis=1, whose length 5 is odd"),
+    (lambda: jax.jit(A.glu)(jnp.ones((3, 4)).T), ValueError, "axis=1, whose length 3 is odd"),
+    (lambda: A.prelu(jnp.ones((2, 4)), jnp.ones(3)), ValueError,
+     r"weight of shape \(3,\) for x of shape \(2, 4\) with 4 channel"),
+    (lambda: A.prelu(jnp.ones((2, 4)), jnp.ones((2, 2))), ValueError, r"weight of shape \(2, 2\)"),
+    (lambda: A.prelu(jnp.ones((2, 4)), [0.25]), TypeError, "weight must be"),
+    (lambda: A.gelu(jnp.ones(2), approximate="exact"), ValueError, "approximate must be one of"),
+    (lambda: A.gelu(jnp.ones(2), approximate=True), ValueError, "approximate must be one of"),
+    (lambda: A.softplus(jnp.ones(2), beta=0.0), ValueError, "beta must be nonzero"),
+    (lambda: A.celu(jnp.ones(2), alpha=0.0), ValueError, "alpha must be nonzero"),
+    (lambda: A.hardtanh(jnp.ones(2), 2.0, 1.0), ValueError, "min_val cannot be greater"),
+    (lambda: A.rrelu(jnp.ones(2), 0.5, 0.1), ValueError, "lower must be <= upper"),
+    (lambda: A.softshrink(jnp.ones(2), -0.1), ValueError, "lambd must be >= 0"),
+    (lambda: jax.jit(A.softshrink, static_argnums=1)(jnp.ones(2), -0.1), ValueError, "lambd"),
+])
+def test_bad_arguments_raise(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_torch_rejects_what_we_reject():
+    with pytest.raises(ValueError, match="min_val cannot be greater"):
+        F.hardtanh(torch.ones(2), 2.0, 1.0)
+    for call in (lambda: F.softshrink(torch.ones(2), -0.1),
+                 lambda: F.rrelu(torch.ones(2), 0.5, 0.1),
+                 lambda: F.gelu(torch.ones(2), approximate="exact"),
+                 lambda: F.celu(torch.ones(2), 0.0)):
+        with pytest.raises(RuntimeError):
+            call()
+    # a negative lambd is fine for hardshrink (identity), in torch and here
+    x = np.array([-1.0, 0.0, 1.0], np.float32)
+    np.testing.assert_array_equal(A.hardshrink(jnp.asarray(x), -1.0), x)
+    np.testing.assert_array_equal(F.hardshrink(torch.tensor(x), -1.0).numpy(), x)
+
+
+# --- get / NAMES ----------------------------------------------------------------------------
+
+TORCH_CLASSES = [
+    "Identity", "ReLU", "LeakyReLU", "GELU", "SiLU", "Mish", "Softplus", "Hardtanh",
+    "Hardsigmoid", "Hardswish", "LogSigmoid", "Tanhshrink", "Softshrink", "Hardshrink",
+    "Threshold", "Softmax", "LogSoftmax", "Softmin", "GLU", "PReLU", "RReLU", "ELU", "SELU",
+    "CELU", "ReLU6", "Softsign", "Sigmoid", "Tanh",
+]
+
+
+def test_get_resolves_function_and_torch_class_names():
+    for name in A.NAMES:
+        assert A.get(name) is getattr(A, name)
+    resolved = {A.get(name).__name__ for name in TORCH_CLASSES}
+    assert resolved == set(A.NAMES)
+    for cls in TORCH_CLASSES:
+        assert hasattr(torch.nn, cls)
+    assert A.get("hard_silu") is A.hardswish and A.get("swish") is A.silu
+    with pytest.raises(ValueError, match="unknown activation 'relu7'.*celu, elu, gelu"):
+        A.get("relu7")
+
+
+def test_names_and_docstrings():
+    assert set(A.NAMES) == set(A.__all__) - {"NAMES", "get"}
+    assert {c.fn.__name__ for c in CASES} == set(A.NAMES)
+    for name in A.NAMES:
+        doc = getattr(A, name).__doc__
+        assert doc and "Args:" in doc and ("F." in doc or "torch" in doc), name
