@@ -1,0 +1,102 @@
+"""jaxfund benchmarks: every figure a ratio against a reference measured in the same process.
+
+Run ``python -m benchmarks`` (or ``jaxfund bench``)::
+
+    python -m benchmarks                      # full run, ~10 minutes on a 2-core CPU
+    python -m benchmarks --quick              # every benchmark once, tiny sizes (CI smoke run)
+    python -m benchmarks --only optimizers,train --out /tmp/bench
+
+Results: ``<out>/<device>.json`` (timings, ratios, device, versions, sizes) and
+``<out>/<device>.md`` (the Markdown tables, also printed). ``<device>`` is ``cpu``/``gpu``/``tpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+__all__ = ["SUITES", "main", "run"]
+
+SUITES = ("activations", "losses", "optimizers", "train")
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="jaxfund vs jax.nn / optax / torch / flax: time ratios measured interleaved "
+                    "in one process (median of repeats, compilation excluded).")
+    parser.add_argument("--quick", action="store_true",
+                        help="run every benchmark once with tiny sizes (seconds; smoke test)")
+    parser.add_argument("--only", default=",".join(SUITES),
+                        help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
+    parser.add_argument("--out", default=RESULTS_DIR,
+                        help="directory for <device>.json and <device>.md "
+                             "(default: benchmarks/results)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="interleaved rounds per case (default 7; 1 with --quick)")
+    parser.add_argument("--no-torch-compile", action="store_true",
+                        help="skip the torch.compile train-step row")
+    return parser
+
+
+def run(suites: list[str], *, quick: bool = False, repeats: int | None = None,
+        torch_compile: bool = True, log: Any = None) -> dict[str, Any]:
+    """Run the selected suites and return the results dictionary (what the JSON holds)."""
+    from benchmarks import _harness
+
+    config = _harness.Config.make(quick, repeats)
+    results: dict[str, Any] = {
+        "quick": quick,
+        "repeats": config.repeats,
+        "environment": _harness.environment(),
+        "ratio_definition": "time(jaxfund) / time(reference), medians of interleaved runs; "
+                            "< 1 means jaxfund is faster",
+        "suites": {},
+    }
+    start = time.perf_counter()
+    elements = 1 << 16 if quick else 1 << 25
+    results["copy_bandwidth"] = _harness.copy_bandwidth(config, elements)
+    bandwidth = results["copy_bandwidth"]["device_bytes_per_s"]
+    for name in suites:
+        suite_start = time.perf_counter()
+        if log:
+            log(f"running {name} ...")
+        if name == "train":
+            from benchmarks import train
+
+            suite = train.run(config, torch_compile=torch_compile)
+        else:
+            module = __import__(f"benchmarks.{name}", fromlist=["run"])
+            suite = module.run(config, bandwidth)
+        suite["seconds"] = time.perf_counter() - suite_start
+        results["suites"][name] = suite
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for a bad argument)."""
+    args = _parser().parse_args(argv)
+    suites = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown or not suites:
+        print(f"error: unknown suite(s) {unknown or args.only!r}; choose from "
+              f"{', '.join(SUITES)}", file=sys.stderr)
+        return 2
+    if args.repeats is not None and args.repeats < 1:
+        print("error: --repeats must be >= 1", file=sys.stderr)
+        return 2
+    from benchmarks import _harness, _report
+
+    results = run(suites, quick=args.quick, repeats=args.repeats,
+                  torch_compile=not args.no_torch_compile,
+                  log=lambda message: print(message, file=sys.stderr, flush=True))
+    json_path, md_path = _report.write(results, args.out, _harness.device_label())
+    print(_report.markdown(results))
+    print(f"\nwrote {json_path} and {md_path} ({results['seconds']:.0f} s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,225 @@
+"""Timing, environment and bandwidth helpers shared by every benchmark suite.
+
+Every figure the suites report is a ratio of medians measured in one process: the callables of a
+case run interleaved (A, B, C, A, B, C, ... with the order rotated every round), after a warm-up
+that pays for compilation, and each callable blocks on its own result (``block_until_ready`` for
+JAX, a device synchronisation for torch on CUDA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """How long and how big: ``quick`` is the CI smoke run (tiny sizes, one sample each)."""
+
+    quick: bool = False
+    repeats: int = 7
+    min_sample_seconds: float = 0.05
+    warmup: int = 2
+
+    @classmethod
+    def make(cls, quick: bool, repeats: int | None = None) -> "Config":
+        if quick:
+            return cls(quick=True, repeats=repeats or 1, min_sample_seconds=0.0, warmup=1)
+        return cls(quick=False, repeats=repeats or 7)
+
+
+def torch_device() -> str:
+    """The device torch runs on: CUDA when JAX runs on a GPU and torch can see one, else CPU."""
+    import torch
+
+    if jax.default_backend() == "gpu" and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def torch_sync() -> None:
+    """Wait for queued torch work (a no-op on CPU, where torch is synchronous)."""
+    import torch
+
+    if torch.cuda.is_available() and torch_device() == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, dict[str, float]]:
+    """Time callables interleaved; return per-name median/min seconds per call and samples.
+
+    Each callable must block until its work is done. The warm-up calls (compilation, first-touch
+    allocation) are excluded. Each sample repeats a callable ``number`` times, chosen so a sample
+    lasts at least ``config.min_sample_seconds``; the reported time is the sample time divided by
+    ``number``, and the median over ``config.repeats`` rounds is the figure used for ratios.
+    """
+    names = list(fns)
+    numbers = {}
+    for name in names:
+        for _ in range(config.warmup):
+            fns[name]()
+        start = time.perf_counter()
+        fns[name]()
+        once = time.perf_counter() - start
+        numbers[name] = max(1, math.ceil(config.min_sample_seconds / max(once, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(config.repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn, number = fns[name], numbers[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {
+        name: {
+            "median_s": statistics.median(values),
+            "min_s": min(values),
+            "samples": len(values),
+            "calls_per_sample": numbers[name],
+        }
+        for name, values in samples.items()
+    }
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``; both are positive timings."""
+    return float(numerator) / float(denominator)
+
+
+def jax_blocking(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """A zero-argument callable that runs ``fn(*args)`` and blocks on the result."""
+
+    def call() -> Any:
+        return jax.block_until_ready(fn(*args))
+
+    return call
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Device description and library versions recorded with every result file."""
+    import torch
+
+    device = jax.devices()[0]
+    info: dict[str, Any] = {
+        "backend": jax.default_backend(),
+        "jax_device": str(device),
+        "jax_device_kind": device.device_kind,
+        "jax_device_count": jax.device_count(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_device": torch_device(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "versions": {
+            name: _version(name)
+            for name in ("jax", "jaxlib", "optax", "flax", "chex", "torch", "numpy", "jaxfund")
+        },
+    }
+    if torch_device() == "cuda":
+        info["torch_cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def device_label() -> str:
+    """The results file stem: ``cpu``, ``gpu`` or ``tpu``."""
+    return jax.default_backend()
+
+
+def copy_bandwidth(config: Config, elements: int) -> dict[str, Any]:
+    """Measured copy bandwidth (bytes read + written per second) of JAX and torch.
+
+    JAX: a jitted, donated ``x + 1`` (read and write ``elements`` f32 in place, one XLA kernel).
+    torch: ``dst.copy_(src)``. Both run interleaved; ``device_bytes_per_s`` is the larger one and
+    is the denominator of every "fraction of copy bandwidth" in the suites.
+    """
+    import torch
+
+    dev = torch_device()
+    add_one = jax.jit(lambda x: x + 1, donate_argnums=0)
+    holder = {"x": jnp.zeros((elements,), jnp.float32)}
+
+    def jax_copy() -> None:
+        holder["x"] = add_one(holder["x"])
+        holder["x"].block_until_ready()
+
+    src = torch.zeros(elements, dtype=torch.float32, device=dev)
+    dst = torch.empty_like(src)
+
+    def torch_copy() -> None:
+        dst.copy_(src)
+        torch_sync()
+
+    times = interleaved({"jax x+1 (donated)": jax_copy, "torch copy_": torch_copy}, config)
+    moved = 2 * 4 * elements
+    rates = {name: moved / t["median_s"] for name, t in times.items()}
+    return {
+        "elements": elements,
+        "bytes_per_call": moved,
+        "bytes_per_s": rates,
+        "device_bytes_per_s": max(rates.values()),
+    }
+
+
+def available(module: str) -> tuple[Any | None, str | None]:
+    """Import ``jaxfund.<module>``; return (module, None) or (None, reason)."""
+    try:
+        return importlib.import_module(f"jaxfund.{module}"), None
+    except Exception as error:  # a module still being written must not stop the other suites
+        return None, f"jaxfund.{module} not importable: {type(error).__name__}: {error}"
+
+
+def seeded(shape: tuple[int, ...], seed: int, dtype: Any = np.float32) -> np.ndarray:
+    """Deterministic standard-normal data (NumPy, so JAX and torch see the same values)."""
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32).astype(dtype)
+
+
+def summarise(case: str, times: dict[str, dict[str, float]], moved: int, bandwidth: float,
+              ours: str = "jaxfund") -> dict[str, Any]:
+    """One result row: the timings, ``ours/reference`` time ratios and achieved bandwidth.
+
+    A ratio below 1 means ``ours`` is faster than that reference.
+    """
+    mine = times[ours]["median_s"]
+    return {
+        "case": case,
+        "times": times,
+        "ratios": {f"{ours}/{ref}": ratio(mine, t["median_s"])
+                   for ref, t in times.items() if ref != ours},
+        "bytes_per_call": moved,
+        "bytes_per_s": {name: moved / t["median_s"] for name, t in times.items()},
+        "fraction_of_copy_bandwidth": {name: moved / t["median_s"] / bandwidth
+                                       for name, t in times.items()},
+    }

@@ -1,0 +1,130 @@
+"""JSON and Markdown output of a benchmark run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _ratio_suite(title: str, suite: dict[str, Any], refs: list[str], note: str) -> list[str]:
+    lines = [f"### {title}", "", note, ""]
+    if "skipped" in suite:
+        return lines + [f"Skipped: {suite['skipped']}", ""]
+    header = ["case", "jaxfund ms"] + [f"÷ {ref}" for ref in refs] + ["GB/s", "of copy BW"]
+    rows = []
+    for case in suite["cases"]:
+        ours = case["times"]["jaxfund"]["median_s"] * 1e3
+        ratios = [case["ratios"].get(f"jaxfund/{ref}") for ref in refs]
+        rows.append([case["case"], ours, *ratios, case["bytes_per_s"]["jaxfund"] / 1e9,
+                     case["fraction_of_copy_bandwidth"]["jaxfund"]])
+    return lines + _table(header, rows) + [""]
+
+
+def _optimizer_suite(suite: dict[str, Any]) -> list[str]:
+    lines = ["### Optimizers (update + apply, donated)", ""]
+    if "skipped" in suite:
+        return lines + [f"Skipped: {suite['skipped']}", ""]
+    impls = ["jaxfund", "jaxfund[flat]", "optax", "torch", "torch[foreach]", "torch[fused]"]
+    lines += [f"{suite['parameters']:,} f32 parameters in {suite['leaves']} leaves. Time in ms "
+              "(median); `jaxfund ÷ X` is the time ratio (< 1: jaxfund faster); the last "
+              "column is jaxfund's minimal traffic rate as a fraction of the measured copy "
+              "bandwidth.", ""]
+    header = ["optimizer"] + [f"{impl} ms" for impl in impls] + [
+        "jaxfund ÷ optax", "jaxfund ÷ torch[fused]", "flat ÷ torch[fused]", "jaxfund of copy BW"]
+    rows = []
+    for case in suite["cases"]:
+        times = case["times"]
+        ms = [times[i]["median_s"] * 1e3 if i in times else None for i in impls]
+        fused = times.get("torch[fused]", {}).get("median_s")
+        flat = times.get("jaxfund[flat]", {}).get("median_s")
+        rows.append([case["case"], *ms, case["ratios"].get("jaxfund/optax"),
+                     case["ratios"].get("jaxfund/torch[fused]"),
+                     flat / fused if flat and fused else None,
+                     case["fraction_of_copy_bandwidth"]["jaxfund"]])
+    return lines + _table(header, rows) + [""]
+
+
+def _train_suite(suite: dict[str, Any]) -> list[str]:
+    lines = ["### Train step (Adam, cross-entropy)", ""]
+    if "skipped" in suite:
+        return lines + [f"Skipped: {suite['skipped']}", ""]
+    for case in suite["cases"]:
+        lines += [f"**{case['case']}**, batch {case['batch']}, {case['steps_per_epoch']} steps "
+                  "per epoch", ""]
+        rows = []
+        for name, rate in case["samples_per_s"].items():
+            speedup = 1.0 if name == "torch" else case["speedup_vs_torch"][name]
+            rows.append([name, rate, speedup, case["compile_s"][name]])
+        lines += _table(["implementation", "samples/s", "× torch eager", "compile s"], rows)
+        for name, reason in case["failed"].items():
+            lines.append(f"\n{name} failed: `{reason}`")
+        lines.append("")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The Markdown report of one run."""
+    env = results["environment"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    lines = [
+        f"## Benchmarks: {env['backend']} ({env['jax_device_kind']})", "",
+        f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores; torch on {env['torch_device']}"
+        f" with {env['torch_threads']} threads",
+        f"- Versions: {versions}",
+        f"- Mode: {'quick (tiny sizes, 1 sample: not meaningful)' if results['quick'] else 'full'}"
+        f", {results['repeats']} interleaved rounds, median",
+    ]
+    bandwidth = results.get("copy_bandwidth")
+    if bandwidth:
+        rates = ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in bandwidth["bytes_per_s"].items())
+        lines.append(f"- Copy bandwidth (read + write, {bandwidth['elements']:,} f32): {rates}")
+    lines.append("")
+    suites = results["suites"]
+    if "activations" in suites:
+        s = suites["activations"]
+        lines += _ratio_suite("Activations (forward + backward)", s, ["jax.nn", "torch"],
+                              f"Shape {tuple(s['shape'])} f32, `value_and_grad(sum(f(x)))`. "
+                              "`÷ X`: jaxfund time / X time (< 1: jaxfund faster).")
+    if "losses" in suites:
+        s = suites["losses"]
+        lines += _ratio_suite("Losses (forward + backward)", s, ["optax", "torch"],
+                              f"Inputs {tuple(s['shape'])} f32, gradient w.r.t. the first "
+                              "input. `÷ X`: jaxfund time / X time.")
+    if "optimizers" in suites:
+        lines += _optimizer_suite(suites["optimizers"])
+    if "train" in suites:
+        lines += _train_suite(suites["train"])
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out_dir: str, label: str) -> tuple[str, str]:
+    """Write ``<label>.json`` and ``<label>.md`` into ``out_dir``; return both paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, f"{label}.json")
+    md_path = os.path.join(out_dir, f"{label}.md")
+    with open(json_path, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1, sort_keys=False)
+        handle.write("\n")
+    with open(md_path, "w", encoding="utf-8") as handle:
+        handle.write(markdown(results) + "\n")
+    return json_path, md_path

@@ -1,0 +1,80 @@
+"""Smoke run of the benchmark suite (``python -m benchmarks --quick``): no timing assertions.
+
+Checks that every suite runs on tiny sizes, writes ``<device>.json`` and ``<device>.md`` into
+``--out``, that the JSON has the expected keys, and that every ratio is a positive finite number.
+"""
+
+import json
+import math
+
+import jax
+import pytest
+
+import benchmarks
+
+EXPECTED_CASES = {
+    "activations": {"relu", "gelu", "softmax", "log_softmax", "sigmoid"},
+    "losses": {"cross_entropy", "mse_loss", "binary_cross_entropy_with_logits", "kl_div"},
+    "optimizers": {"sgd", "adam", "adamw", "rmsprop", "adagrad"},
+    "train": {"course 20-50-2"},
+}
+
+
+def _positive_finite(value):
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    status = benchmarks.main(["--quick", "--no-torch-compile", "--out", str(out)])
+    assert status == 0
+    label = jax.default_backend()
+    markdown = (out / f"{label}.md").read_text()
+    return json.loads((out / f"{label}.json").read_text()), markdown
+
+
+def test_environment_is_recorded(results):
+    data, _ = results
+    env = data["environment"]
+    assert data["quick"] is True
+    for key in ("backend", "cpu_model", "cpu_count", "torch_threads", "versions"):
+        assert env[key], key
+    for library in ("jax", "optax", "torch", "flax"):
+        assert env["versions"][library], library
+    assert _positive_finite(data["copy_bandwidth"]["device_bytes_per_s"])
+
+
+@pytest.mark.parametrize("suite", sorted(EXPECTED_CASES))
+def test_suite_ratios_are_positive_and_finite(results, suite):
+    data, markdown = results
+    section = data["suites"][suite]
+    assert "skipped" not in section, section.get("skipped")
+    names = {case["case"] for case in section["cases"]}
+    assert EXPECTED_CASES[suite] <= names, EXPECTED_CASES[suite] - names
+    for case in section["cases"]:
+        assert case["ratios"], case["case"]
+        for key, value in case["ratios"].items():
+            assert _positive_finite(value), (case["case"], key, value)
+        for name, timing in case["times"].items():
+            assert _positive_finite(timing["median_s"]), (case["case"], name)
+        assert case["case"] in markdown
+
+
+def test_reference_rows_are_present(results):
+    data, _ = results
+    suites = data["suites"]
+    relu = next(c for c in suites["activations"]["cases"] if c["case"] == "relu")
+    assert set(relu["ratios"]) == {"jaxfund/jax.nn", "jaxfund/torch"}
+    adam = next(c for c in suites["optimizers"]["cases"] if c["case"] == "adam")
+    assert {"jaxfund/optax", "jaxfund/torch", "jaxfund/torch[fused]"} <= set(adam["ratios"])
+    course = suites["train"]["cases"][0]
+    assert {"jaxfund step/torch", "jaxfund scan/torch", "jaxfund fit/torch",
+            "nnx.jit/torch"} <= set(course["ratios"])
+    assert all(_positive_finite(v) for v in course["samples_per_s"].values())
+
+
+def test_only_and_bad_suite(tmp_path, capsys):
+    assert benchmarks.main(["--only", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown suite" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
