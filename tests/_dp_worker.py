@@ -1,0 +1,74 @@
+"""Data-parallel run for tests/test_train.py, in its own process.
+
+Run with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (the flag must be set before
+jax starts, hence the subprocess). Trains the course network on the course data once on one
+device and once data-parallel over an 8-device mesh, from the same initial parameters, with both
+``fit`` and ``make_train_step``, and prints a JSON report on stdout.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from jaxfund import data, models, optimizers, train
+
+
+def main() -> None:
+    ds = data.load("classification")
+    model = models.MLP(ds.num_features, (50,), 2)
+    tx = optimizers.adam(lr=1e-3)
+    loss_fn = train.loss_for_task("multiclass")
+    init = model.init(jax.random.key(0))
+
+    def fresh():
+        return train.TrainState.create(jax.tree.map(jnp.array, init), tx)
+
+    mesh = train.data_mesh()
+    kwargs = dict(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, epochs=3, batch_size=64,
+                  seed=7, eval_data=(ds.x_test, ds.y_test))
+    single = train.fit(fresh(), (ds.x_train, ds.y_train), **kwargs)
+    parallel = train.fit(fresh(), (ds.x_train, ds.y_train), mesh=mesh, **kwargs)
+
+    single_step = train.make_train_step(model.apply, loss_fn, tx)
+    parallel_step = train.make_train_step(model.apply, loss_fn, tx, mesh=mesh)
+    state_1, state_8 = fresh(), fresh()
+    losses_1, losses_8 = [], []
+    for i in range(5):
+        batch = (ds.x_train[64 * i: 64 * (i + 1)], ds.y_train[64 * i: 64 * (i + 1)])
+        state_1, metrics_1 = single_step(state_1, batch)
+        state_8, metrics_8 = parallel_step(state_8, batch)
+        losses_1.append(float(metrics_1["loss"]))
+        losses_8.append(float(metrics_8["loss"]))
+
+    def max_diff(a, b):
+        return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+    sharded = jax.device_put(ds.x_train[:64], train._shardings(mesh)[1])
+    param = parallel.state.params[0]["w"]
+    print(json.dumps({
+        "devices": jax.device_count(),
+        "mesh_shape": dict(mesh.shape),
+        "fit_params_max_diff": max_diff(single.state.params, parallel.state.params),
+        "fit_opt_state_max_diff": max_diff(single.state.opt_state, parallel.state.opt_state),
+        "fit_steps": [int(single.state.step), int(parallel.state.step)],
+        "fit_history_loss": [[h["train_loss"] for h in single.history],
+                             [h["train_loss"] for h in parallel.history]],
+        "fit_test_accuracy": [single.history[-1]["test_accuracy"],
+                              parallel.history[-1]["test_accuracy"]],
+        "step_params_max_diff": max_diff(state_1.params, state_8.params),
+        "step_losses": [losses_1, losses_8],
+        "params_replicated": bool(param.sharding.is_fully_replicated
+                                  and len(param.sharding.device_set) == 8),
+        "params_spec": str(param.sharding.spec),
+        "state_params_spec": str(state_8.params[0]["w"].sharding.spec),
+        "batch_shard_shapes": sorted({tuple(s.data.shape) for s in sharded.addressable_shards}),
+        "batch_spec_is_data": sharded.sharding.spec == P("data"),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import flax.linen as linen
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from flax import nnx
+
+from jaxfund import data, models, optimizers, train
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trace_counter():
+    chex.clear_trace_counter()
+    yield
+    chex.clear_trace_counter()
+
+
+@pytest.fixture(scope="module")
+def course():
+    return data.load("classification")
+
+
+def _setup(ds, hidden=(50,), task="multiclass", lr=1e-3, key=0):
+    """The course network (20-50-2 relu by default) with Adam, as (model, tx, state)."""
+    model = models.MLP(ds.num_features, hidden, models.output_features(task, ds.num_classes))
+    tx = optimizers.adam(lr=lr)
+    return model, tx, train.TrainState.create(model.init(jax.random.key(key)), tx)
+
+
+def _fit(ds, model, tx, state, task="multiclass", **kwargs):
+    kwargs = {"epochs": 3, "batch_size": 32, "eval_data": (ds.x_test, ds.y_test), **kwargs}
+    return train.fit(state, (ds.x_train, ds.y_train), apply_fn=model.apply,
+                     loss_fn=train.loss_for_task(task), tx=tx, task=task, **kwargs)
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _max_diff(a, b):
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_train_state_create():
+    params = {"w": jnp.ones((2, 3))}
+    tx = optimizers.adam(lr=1e-3)
+    state = train.TrainState.create(params, tx)
+    assert state.step.dtype == jnp.int32 and int(state.step) == 0
+    assert state.params is params
+    chex.assert_trees_all_equal(state.opt_state, tx.init(params))
+    assert jax.tree.structure(state).num_leaves == 1 + 1 + len(jax.tree.leaves(tx.init(params)))
+
+
+def test_loss_for_task_unknown():
+    with pytest.raises(ValueError, match="task must be one of 'multiclass', 'binary', 'regression'"):
+        train.loss_for_task("ranking")
+
+
+def test_course_full_batch_matches_torch(course):
+    """The course's loop (20 full-batch Adam steps on the 800 train samples, 20-50-2 relu MLP)
+    with logits into CrossEntropyLoss, in torch from the same initial weights."""
+    model, tx, state = _setup(course)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 50), torch.nn.ReLU(), torch.nn.Linear(50, 2))
+    with torch.no_grad():
+        for linear, layer in zip((net[0], net[2]), state.params):
+            linear.weight.copy_(torch.from_numpy(np.array(layer["w"]).T))
+            linear.bias.copy_(torch.from_numpy(np.array(layer["b"])))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.001)
+    x, y = torch.from_numpy(course.x_train), torch.from_numpy(course.y_train).long()
+    step = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx)
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+        state, metrics = step(state, (course.x_train, course.y_train))
+        np.testing.assert_allclose(metrics["loss"], loss.item(), rtol=2e-6)
+    assert int(state.step) == 20
+    for linear, layer in zip((net[0], net[2]), state.params):
+        np.testing.assert_allclose(layer["w"], linear.weight.detach().numpy().T, atol=2e-6)
+        np.testing.assert_allclose(layer["b"], linear.bias.detach().numpy(), atol=2e-6)
+
+
+def test_course_exercise_trains(course):
+    """Minibatches of 32 for 20 epochs reach a sensible accuracy on the course's problem."""
+    model, tx, state = _setup(course)
+    result = _fit(course, model, tx, state, epochs=20)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.history[-1]["test_accuracy"] >= 0.85
+    assert result.steps == 20 * (800 // 32) and int(result.state.step) == result.steps
+
+
+def test_digits_reaches_95_percent():
+    ds = data.load("digits")
+    model, tx, state = _setup(ds, hidden=(64,))
+    result = _fit(ds, model, tx, state, epochs=15)
+    assert result.history[-1]["test_accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("name,task,metric,bound", [
+    ("breast_cancer", "binary", "test_accuracy", 0.94),
+    ("iris", "multiclass", "test_accuracy", 0.9),
+    ("diabetes", "regression", "test_mse", 0.7),
+])
+def test_other_heads_train(name, task, metric, bound):
+    ds = data.load(name)
+    model, tx, state = _setup(ds, hidden=(32,), task=task, lr=3e-3)
+    result = _fit(ds, model, tx, state, task=task, epochs=30, batch_size=16)
+    last = result.history[-1]
+    assert (last[metric] >= bound) if metric == "test_accuracy" else (last[metric] <= bound)
+    if task == "regression":
+        assert "test_accuracy" not in last and "train_accuracy" not in last
+        np.testing.assert_allclose(last["test_mse"], last["test_loss"], rtol=1e-6)
+
+
+def test_history_entries_and_callback(course):
+    model, tx, state = _setup(course)
+    seen = []
+    result = _fit(course, model, tx, state, epochs=3,
+                  callback=lambda entry, st: seen.append((entry["epoch"], int(st.step))))
+    assert seen == [(1, 25), (2, 50), (3, 75)]
+    assert set(result.history[0]) == {"epoch", "train_loss", "train_accuracy", "test_loss",
+                                      "test_accuracy", "seconds", "skipped"}
+    assert result.compile_seconds > 0 and result.train_seconds > 0
+    assert result.train_seconds == pytest.approx(sum(h["seconds"] for h in result.history))
+
+
+def test_fit_equals_step_loop_with_documented_shuffle(course):
+    """An epoch of fit is the train step over permutation(fold_in(key(seed), e)) in batches,
+    with the ragged last batch dropped (800 = 7 * 112 + 16)."""
+    model, tx, state = _setup(course)
+    loop_state = train.TrainState.create(jax.tree.map(jnp.array, state.params), tx)
+    result = _fit(course, model, tx, state, epochs=2, batch_size=112, seed=5)
+    step = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx)
+    for epoch in (1, 2):
+        order = np.asarray(jax.random.permutation(
+            jax.random.fold_in(jax.random.key(5), epoch), 800))
+        for i in range(7):
+            idx = order[112 * i: 112 * (i + 1)]
+            loop_state, _ = step(loop_state, (course.x_train[idx], course.y_train[idx]))
+    assert result.steps == 14 and int(loop_state.step) == 14
+    # Same operations; XLA may fuse the scan body differently from the standalone step.
+    assert _max_diff(result.state.params, loop_state.params) <= 1e-6
+
+
+def test_step_and_epoch_compile_once():
+    """chex.assert_max_traces inside jax.jit: one trace for a fixed batch shape, across steps
+    and across epochs; a new batch shape is a retrace and trips the assertion."""
+    ds = data.load("iris")
+    model, tx, state = _setup(ds, hidden=(8,))
+    step = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx,
+                                 max_traces=1)
+    for i in range(4):
+        state, _ = step(state, (ds.x_train[10 * i: 10 * i + 10], ds.y_train[10 * i: 10 * i + 10]))
+    with pytest.raises(AssertionError, match="traced > 1 times"):
+        step(state, (ds.x_train[:7], ds.y_train[:7]))
+    chex.clear_trace_counter()
+    _, _, state = _setup(ds, hidden=(8,))
+    result = _fit(ds, model, tx, state, epochs=5, batch_size=16, max_traces=1)
+    assert len(result.history) == 5
+
+
+def test_eval_step_metrics_match_torch(course):
+    model, _, state = _setup(course)
+    evaluate = train.make_eval_step(model.apply, train.loss_for_task("multiclass"))
+    metrics = evaluate(state.params, (course.x_test, course.y_test))
+    logits = np.array(model.apply(state.params, course.x_test))
+    ref = torch.nn.functional.cross_entropy(torch.from_numpy(logits),
+                                            torch.from_numpy(course.y_test).long())
+    np.testing.assert_allclose(metrics["loss"], ref.item(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["accuracy"],
+                               np.mean(logits.argmax(-1) == course.y_test), rtol=1e-7)
+    binary = train.make_eval_step(lambda p, x: x, train.loss_for_task("binary"), task="binary")
+    out = binary(None, (jnp.array([[2.0], [-1.0], [0.5]]), jnp.array([1, 1, 0])))
+    np.testing.assert_allclose(out["accuracy"], 1 / 3, rtol=1e-7)
+
+
+def test_bad_batches_and_arguments(course):
+    model, tx, state = _setup(course)
+    loss_fn = train.loss_for_task("multiclass")
+    step = train.make_train_step(model.apply, loss_fn, tx)
+    with pytest.raises(AssertionError, match="same number of examples"):
+        step(state, (course.x_train[:8], course.y_train[:9]))
+    with pytest.raises(TypeError, match=r"batch must be a pair \(x, y\)"):
+        step(state, course.x_train[:8])
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 20\)"):
+        step(state, (course.x_train[:8, :5], course.y_train[:8]))
+    for kwargs, match in [({"batch_size": 801}, "larger than the 800 examples"),
+                          ({"batch_size": 0}, "batch_size must be a positive int"),
+                          ({"epochs": 2, "start_epoch": 3}, "start_epoch=3 must be <= epochs=2"),
+                          ({"task": "ranking"}, "task must be one of")]:
+        with pytest.raises(ValueError, match=match):
+            _fit(course, model, tx, state, **kwargs)
+    with pytest.raises(ValueError, match="mesh must have an axis named 'data'"):
+        train.make_train_step(model.apply, loss_fn, tx,
+                              mesh=jax.sharding.Mesh(np.array(jax.devices()), ("batch",)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_skip_nonfinite_step(course, bad):
+    model, tx, state = _setup(course)
+    x = course.x_train[:32].copy()
+    x[3, 4] = bad
+    before = jax.tree.map(np.array, state)
+    guarded = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx,
+                                    skip_nonfinite=True)
+    state, metrics = guarded(state, (x, course.y_train[:32]))
+    assert int(metrics["skipped"]) == 1
+    assert _leaves_equal(state, before)  # params, optimizer state and step unchanged
+    state, metrics = guarded(state, (course.x_train[:32], course.y_train[:32]))
+    assert int(metrics["skipped"]) == 0 and int(state.step) == 1
+    plain = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx)
+    state, metrics = plain(state, (x, course.y_train[:32]))
+    assert "skipped" not in metrics
+    assert not np.isfinite(np.asarray(state.params[0]["w"])).all()
+
+
+def test_skip_nonfinite_fit_counts_skips(course):
+    model, tx, state = _setup(course)
+    x = course.x_train.copy()
+    bad_rows = [3, 500]
+    x[bad_rows, 0] = np.nan
+    result = train.fit(state, (x, course.y_train), apply_fn=model.apply,
+                       loss_fn=train.loss_for_task("multiclass"), tx=tx, epochs=2,
+                       batch_size=100, seed=1, skip_nonfinite=True)
+    for entry in result.history:
+        order = np.asarray(jax.random.permutation(
+            jax.random.fold_in(jax.random.key(1), entry["epoch"]), 800)).reshape(8, 100)
+        expected = sum(bool(np.isin(bad_rows, batch).any()) for batch in order)
+        assert entry["skipped"] == expected > 0
+        assert np.isfinite(entry["train_loss"])
+    assert int(result.state.step) == 16 - sum(h["skipped"] for h in result.history)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(result.state.params))
+
+
+def test_data_parallel_equals_single_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    worker = os.path.join(os.path.dirname(__file__), "_dp_worker.py")
+    out = subprocess.run([sys.executable, worker], env=env, check=True, capture_output=True,
+                         text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 8 and report["mesh_shape"] == {"data": 8}
+    assert report["params_replicated"] and report["params_spec"] == "P()"
+    assert report["state_params_spec"] == "P()"
+    assert report["batch_spec_is_data"] and report["batch_shard_shapes"] == [[8, 20]]
+    assert report["fit_steps"] == [36, 36]
+    # Not bitwise: each device sums its 8 examples, then the partial gradients are all-reduced,
+    # a different float32 summation order than one device's; after 36 Adam steps that is a few
+    # ulps of parameters of size ~0.2 (ulp 1.5e-8).
+    assert report["fit_params_max_diff"] <= 1e-6
+    assert report["fit_opt_state_max_diff"] <= 1e-6
+    assert report["step_params_max_diff"] <= 1e-6
+    np.testing.assert_allclose(*report["fit_history_loss"], rtol=1e-6)
+    np.testing.assert_allclose(*report["step_losses"], rtol=1e-6)
+    assert report["fit_test_accuracy"][0] == report["fit_test_accuracy"][1]
+
+
+def test_resume_after_epoch_k_is_bitwise_exact(course, tmp_path):
+    path = tmp_path / "ckpt.msgpack"
+    model, tx, state = _setup(course)
+
+    def checkpoint(entry, st):
+        if entry["epoch"] == 2:
+            train.save(path, st, {"epoch": entry["epoch"], "seed": 3})
+
+    full = _fit(course, model, tx, state, epochs=4, seed=3, callback=checkpoint)
+    _, _, like = _setup(course, key=99)
+    restored, extra = train.restore(path, like)
+    assert extra == {"epoch": 2, "seed": 3} and int(restored.step) == 50
+    resumed = _fit(course, model, tx, restored, epochs=4, seed=extra["seed"],
+                   start_epoch=extra["epoch"])
+    assert [h["epoch"] for h in resumed.history] == [3, 4]
+    assert _leaves_equal(resumed.state, full.state)
+    assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]
+
+
+def test_checkpoint_roundtrip_is_atomic(course, tmp_path, monkeypatch):
+    path = tmp_path / "state.ckpt"
+    model, tx, state = _setup(course)
+    train.save(path, state, {"epoch": 0, "config": {"hidden": [50]}})
+    assert os.listdir(tmp_path) == ["state.ckpt"]
+    restored, extra = train.restore(str(path), state)
+    assert _leaves_equal(restored, state) and extra == {"epoch": 0, "config": {"hidden": [50]}}
+    assert restored.step.dtype == jnp.int32
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed mid-write")
+
+    changed = state.replace(step=state.step + 7)
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.save(path, changed, {"epoch": 1})
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["state.ckpt"]  # no temp file left, old checkpoint intact
+    restored, extra = train.restore(path, state)
+    assert int(restored.step) == 0 and extra["epoch"] == 0
+    train.save(path, changed, {"epoch": 1})
+    assert int(train.restore(path, state)[0].step) == 7
+    with pytest.raises(TypeError, match="extra must be JSON-serialisable"):
+        train.save(path, state, {"bad": object()})
+
+
+def test_missing_or_corrupt_checkpoint_names_the_path(course, tmp_path):
+    _, _, state = _setup(course)
+    missing = tmp_path / "nope.ckpt"
+    with pytest.raises(FileNotFoundError, match=f"checkpoint file not found: {missing}"):
+        train.restore(missing, state)
+    path = tmp_path / "ckpt"
+    train.save(path, state)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match=f"checkpoint {path} is corrupt or truncated"):
+        train.restore(path, state)
+    flipped = bytearray(blob)
+    flipped[-3] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        train.restore(path, state)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"{path} is not a jaxfund checkpoint"):
+        train.restore(path, state)
+
+
+def test_restore_into_different_structure_or_shape(course, tmp_path):
+    path = tmp_path / "ckpt"
+    _, _, state = _setup(course)
+    train.save(path, state)
+    _, _, wider = _setup(course, hidden=(60,))
+    with pytest.raises(ValueError, match=r"leaf \.params\[0\]\['b'\] has shape \(50,\).*expects "
+                                         r"shape \(60,\)"):
+        train.restore(path, wider)
+    sgd_state = train.TrainState.create(state.params, optax.sgd(0.1, momentum=0.9))
+    with pytest.raises(ValueError, match=f"checkpoint {path} does not match the structure"):
+        train.restore(path, sgd_state)
+    with jax.enable_x64(True):
+        f64 = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a,
+                           state)
+        with pytest.raises(ValueError, match="dtype float32, but `like` expects .* float64"):
+            train.restore(path, f64)
+
+
+class LinenMLP(linen.Module):
+    """The course network as a flax.linen module."""
+
+    @linen.compact
+    def __call__(self, x):
+        hidden = linen.relu(linen.Dense(50)(x))
+        return linen.Dense(2)(hidden)
+
+
+class NnxMLP(nnx.Module):
+    """The course network as a flax.nnx module."""
+
+    def __init__(self, rngs):
+        self.fc1 = nnx.Linear(20, 50, rngs=rngs)
+        self.fc2 = nnx.Linear(50, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.fc2(nnx.relu(self.fc1(x)))
+
+
+def test_linen_and_nnx_models_train_like_mlp(course):
+    """Any apply_fn(params, x) trains: a linen module's apply and an nnx model through
+    split/merge, from the MLP's initial weights, give the MLP's trajectory."""
+    model, tx, state = _setup(course)
+    init = jax.tree.map(np.array, state.params)
+    reference = _fit(course, model, tx, state, epochs=2)
+
+    linen_module = LinenMLP()
+    variables = {"params": {f"Dense_{i}": {"kernel": layer["w"], "bias": layer["b"]}
+                            for i, layer in enumerate(init)}}
+    chex.assert_trees_all_equal_shapes(
+        variables, linen_module.init(jax.random.key(0), course.x_train[:1]))
+    linen_result = train.fit(
+        train.TrainState.create(variables, tx), (course.x_train, course.y_train),
+        apply_fn=linen_module.apply, loss_fn=train.loss_for_task("multiclass"), tx=tx,
+        epochs=2, batch_size=32, eval_data=(course.x_test, course.y_test))
+
+    graphdef, nnx_state = nnx.split(NnxMLP(nnx.Rngs(0)))
+    nnx_state["fc1"]["kernel"].set_value(jnp.asarray(init[0]["w"]))
+    nnx_state["fc1"]["bias"].set_value(jnp.asarray(init[0]["b"]))
+    nnx_state["fc2"]["kernel"].set_value(jnp.asarray(init[1]["w"]))
+    nnx_state["fc2"]["bias"].set_value(jnp.asarray(init[1]["b"]))
+    nnx_result = train.fit(
+        train.TrainState.create(nnx_state, tx), (course.x_train, course.y_train),
+        apply_fn=lambda st, x: nnx.merge(graphdef, st)(x),
+        loss_fn=train.loss_for_task("multiclass"), tx=tx, epochs=2, batch_size=32,
+        eval_data=(course.x_test, course.y_test))
+
+    trained = reference.state.params
+    linen_params = linen_result.state.params["params"]
+    nnx_params = nnx_result.state.params
+    for i, (name, layer) in enumerate(zip(("fc1", "fc2"), trained)):
+        for ours, theirs in ((linen_params[f"Dense_{i}"]["kernel"], layer["w"]),
+                             (linen_params[f"Dense_{i}"]["bias"], layer["b"]),
+                             (nnx_params[name]["kernel"][...], layer["w"]),
+                             (nnx_params[name]["bias"][...], layer["b"])):
+            np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    for result in (linen_result, nnx_result):
+        assert result.history[-1]["test_accuracy"] == pytest.approx(
+            reference.history[-1]["test_accuracy"], abs=0.011)
+        assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
