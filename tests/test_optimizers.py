@@ -1,0 +1,384 @@
+"""jaxfund.optimizers against torch.optim and optax, step for step.
+
+Every configuration is one row of ``_optim_ref.ROWS``. Gradients are precomputed (they don't
+depend on the params, so differences don't feed back) except in ``test_real_loss``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from _optim_ref import (BY_ID, LR, ROWS, STEPS, final_err, make_grads, make_params,
+                        max_rel_err, precision, run_jax, run_torch, torch_schedule,
+                        warmup_cosine)
+from jaxfund import optimizers as O
+
+# semantics.md §1.12: f32 ~1e-5 relative over 100 steps at lr <= 1e-2, f64 ~1e-12.
+TOL = {"float32": 1e-5, "float64": 1e-12}
+# Two float32 ulps at 1: where optax's formula is torch's, both sit at this rounding floor.
+F32_FLOOR = 2.4e-7
+DTYPES = ("float32", "float64")
+PARAMS, GRADS = make_params(), make_grads()
+
+TORCH_ROWS = [r.id for r in ROWS if r.torch is not None]
+EXACT_ROWS = [r.id for r in ROWS if r.optax is not None and r.optax_exact]
+INEXACT_ROWS = [r.id for r in ROWS if r.optax is not None and not r.optax_exact]
+
+
+@functools.cache
+def torch_traj(row_id: str, dtype: str) -> np.ndarray:
+    row = BY_ID[row_id]
+    with precision(dtype):
+        sched = torch_schedule(row.kwargs["lr"]) if row.schedule else None
+        return run_torch(row.torch, PARAMS, GRADS, dtype, schedule=sched)[0]
+
+
+@functools.cache
+def jaxfund_traj(row_id: str, dtype: str) -> np.ndarray:
+    with precision(dtype):
+        return run_jax(BY_ID[row_id].jaxfund(), PARAMS, GRADS, dtype)[0]
+
+
+@functools.cache
+def optax_traj(row_id: str, dtype: str) -> np.ndarray:
+    with precision(dtype):
+        return run_jax(BY_ID[row_id].optax(), PARAMS, GRADS, dtype)[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row_id", TORCH_ROWS)
+def test_matches_torch(row_id, dtype):
+    err = max_rel_err(jaxfund_traj(row_id, dtype), torch_traj(row_id, dtype))
+    assert err <= TOL[dtype], f"{row_id} {dtype}: max error {err:.3g} > {TOL[dtype]:g}"
+
+
+@pytest.mark.parametrize("row_id", EXACT_ROWS)
+def test_matches_optax_where_expressible(row_id):
+    dtypes = DTYPES if BY_ID[row_id].torch is None else ("float64",)
+    for dtype in dtypes:
+        err = max_rel_err(jaxfund_traj(row_id, dtype), optax_traj(row_id, dtype))
+        assert err <= TOL[dtype], f"{row_id} {dtype}: {err:.3g} from optax"
+
+
+@pytest.mark.parametrize("row_id", INEXACT_ROWS)
+def test_optax_closest_config_really_differs(row_id):
+    """Where the docstring says optax cannot express torch, its closest config is off."""
+    err = max_rel_err(optax_traj(row_id, "float64"), torch_traj(row_id, "float64"))
+    assert err > 100 * TOL["float64"], f"{row_id}: optax is within {err:.3g} of torch"
+
+
+CLOSER_ROWS = ["sgd_momentum", "sgd_dampening", "adam", "adam_wd", "adam_amsgrad", "adamw",
+               "nadam", "nadam_flat", "nadam_decoupled", "radam", "radam_eps_decoupled",
+               "rmsprop", "rmsprop_centered_momentum_wd", "rmsprop_schedule_momentum",
+               "adagrad", "adagrad_options", "adafactor"]
+
+
+@pytest.mark.parametrize("row_id", CLOSER_ROWS)
+def test_closer_to_torch_than_optax_in_float32(row_id):
+    """After 100 f32 steps jaxfund is at least as close to torch as optax's closest config
+    (or both sit at the f32 rounding floor, where optax's formula is torch's)."""
+    ref = torch_traj(row_id, "float32")
+    ours = final_err(jaxfund_traj(row_id, "float32"), ref)
+    theirs = final_err(optax_traj(row_id, "float32"), ref)
+    assert ours <= max(theirs, F32_FLOOR), f"{row_id}: jaxfund {ours:.3g} > optax {theirs:.3g}"
+
+
+@pytest.mark.parametrize("row_id", ["adam", "radam", "nadam_flat"])
+def test_optax_f32_step_scalars_are_measurably_worse(row_id):
+    """optax's f32 ``1 - b**t`` (and RAdam's rho) cost accuracy that ours don't."""
+    ref = torch_traj(row_id, "float32")
+    ours = final_err(jaxfund_traj(row_id, "float32"), ref)
+    theirs = final_err(optax_traj(row_id, "float32"), ref)
+    assert 2 * ours < theirs, f"{row_id}: jaxfund {ours:.3g}, optax {theirs:.3g}"
+
+
+def test_asgd_averaged_params_match_torch():
+    row = BY_ID["asgd_options"]
+    for dtype in DTYPES:
+        with precision(dtype):
+            _, (torch_opt, tensors) = run_torch(row.torch, PARAMS, GRADS, dtype)
+            opt_state = run_jax(row.jaxfund(), PARAMS, GRADS, dtype)[1]
+            ax = optax.tree_utils.tree_get(opt_state, "ax")
+        for k, t in tensors.items():
+            ref = torch_opt.state[t]["ax"].double().numpy()
+            np.testing.assert_allclose(np.asarray(ax[k], np.float64), ref,
+                                       rtol=TOL[dtype], atol=TOL[dtype])
+
+
+# ---------------------------------------------------------------------------------------------
+# Bias corrections and RAdam's rho in float32.
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.9, 0.99, 0.999, 0.9999])
+def test_step_scalars_accurate_in_float32(beta):
+    t = np.arange(1, 5001, dtype=np.float64)
+    one_minus = np.asarray(jax.jit(O._one_minus_pow, static_argnums=0)(beta,
+                                                                      jnp.asarray(t, jnp.float32)))
+    ref = -np.expm1(t * math.log(beta))
+    np.testing.assert_allclose(one_minus, ref, rtol=3e-7)
+    rho = np.asarray(jax.jit(O._radam_rho, static_argnums=0)(beta, jnp.asarray(t, jnp.float32)))
+    rho_inf = 2 / (1 - beta) - 1
+    rho_ref = rho_inf - 2 * t * beta**t / (1 - beta**t)
+    np.testing.assert_allclose(rho, rho_ref, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients from a real loss: differences feed back through the params.
+
+_C = {k: np.linspace(0.5, 2.0, int(np.prod(s))).reshape(s) for k, s in
+      {"a": (7, 5), "b": (3,), "c": (2, 3, 4), "d": ()}.items()}
+
+
+def _loss_jax(p):
+    return sum(jnp.sum(0.5 * _C[k] * p[k] ** 2 + jnp.sin(3.0 * p[k])) for k in p)
+
+
+def _loss_torch(p):
+    return sum(torch.sum(0.5 * torch.as_tensor(_C[k]).to(p[k].dtype) * p[k] ** 2
+                         + torch.sin(3.0 * p[k])) for k in p)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row_id", ["sgd_nesterov_wd", "adamw", "nadam", "radam",
+                                    "rmsprop_centered_momentum_wd", "adagrad", "adafactor"])
+def test_real_loss(row_id, dtype):
+    row, steps = BY_ID[row_id], 50
+    with precision(dtype):
+        keys = sorted(PARAMS)
+        tp = {k: torch.tensor(PARAMS[k], dtype=getattr(torch, dtype), requires_grad=True)
+              for k in keys}
+        topt = row.torch([tp[k] for k in keys])
+        opt = row.jaxfund()
+
+        @jax.jit
+        def step(p, s):
+            u, s = opt.update(jax.grad(_loss_jax)(p), s, p)
+            return optax.apply_updates(p, u), s
+
+        p = {k: jnp.asarray(v, dtype) for k, v in PARAMS.items()}
+        s = opt.init(p)
+        for _ in range(steps):
+            topt.zero_grad()
+            _loss_torch(tp).backward()
+            topt.step()
+            p, s = step(p, s)
+        for k in keys:
+            ref = tp[k].detach().double().numpy()
+            np.testing.assert_allclose(np.asarray(p[k], np.float64), ref,
+                                       rtol=TOL[dtype], atol=TOL[dtype])
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition with optax.
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chain_with_clip_by_global_norm(dtype):
+    norms = np.sqrt(sum(np.sum(g.reshape(STEPS, -1) ** 2, axis=1) for g in GRADS.values()))
+    factor = np.where(norms < 1.0, 1.0, 1.0 / np.where(norms == 0, 1, norms))
+    clipped = {k: g * factor.reshape((STEPS,) + (1,) * (g.ndim - 1)) for k, g in GRADS.items()}
+    with precision(dtype):
+        ref = run_torch(lambda p: torch.optim.Adam(p, lr=LR), PARAMS, clipped, dtype)[0]
+        opt = optax.chain(optax.clip_by_global_norm(1.0), O.adam(LR))
+        ours = run_jax(opt, PARAMS, GRADS, dtype)[0]
+    assert max_rel_err(ours, ref) <= TOL[dtype]
+
+
+def _is_kernel(p):
+    return jax.tree.map(lambda x: x.ndim >= 2, p)
+
+
+@pytest.mark.parametrize("how", ["multi_transform", "masked_decay"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_decay_on_kernels_only(how, dtype):
+    """AdamW decaying only ndim >= 2 leaves == torch AdamW param groups (wd 0 for the rest)."""
+
+    def groups(t):
+        return [{"params": [t["a"], t["c"]]}, {"params": [t["b"], t["d"]], "weight_decay": 0.0}]
+
+    if how == "multi_transform":
+        opt = optax.multi_transform(
+            {True: O.adamw(LR, weight_decay=0.1), False: O.adamw(LR, weight_decay=0.0)},
+            _is_kernel)
+    else:
+        opt = optax.chain(O.adam(LR), optax.masked(O.add_decoupled_weight_decay(LR, 0.1),
+                                                   _is_kernel))
+    with precision(dtype):
+        ref = run_torch(lambda g: torch.optim.AdamW(g, lr=LR, weight_decay=0.1), PARAMS, GRADS,
+                        dtype, groups=groups)[0]
+        ours = run_jax(opt, PARAMS, GRADS, dtype)[0]
+    assert max_rel_err(ours, ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multisteps_equals_one_step_on_mean_gradient(dtype):
+    k = 4
+    mean = {n: g.reshape(STEPS // k, k, *g.shape[1:]).mean(axis=1) for n, g in GRADS.items()}
+    with precision(dtype):
+        ref = run_torch(lambda p: torch.optim.Adam(p, lr=LR, amsgrad=True), PARAMS, mean,
+                        dtype)[0]
+        ours = run_jax(optax.MultiSteps(O.adam(LR, amsgrad=True), k), PARAMS, GRADS, dtype)[0]
+    assert max_rel_err(ours[k - 1::k], ref) <= TOL[dtype]
+
+
+def test_schedule_evaluated_at_zero_based_count():
+    seen = []
+    opt = O.sgd(lambda c: jnp.where(c == 0, 1.0, 0.5))
+    p = {"w": jnp.ones(2)}
+    s = opt.init(p)
+    for _ in range(2):
+        u, s = opt.update({"w": jnp.ones(2)}, s, p)
+        seen.append(float(u["w"][0]))
+    assert seen == [-1.0, -0.5]
+    assert warmup_cosine()(0) == 0.0  # the schedule rows start at lr 0 (LambdaLR(0) too)
+
+
+# ---------------------------------------------------------------------------------------------
+# jit with donated state; dtype policy.
+
+
+def _small_params(dtype):
+    return {k: jnp.asarray(v, dtype) for k, v in PARAMS.items()}
+
+
+@pytest.mark.parametrize("name", O.NAMES)
+def test_jit_with_donated_state(name):
+    opt = O.get(name)()
+
+    def step(p, s, g):
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    donated = jax.jit(step, donate_argnums=(0, 1))
+    plain = jax.jit(step)
+    p1 = p2 = _small_params(jnp.float32)
+    s1, s2 = opt.init(p1), opt.init(p2)
+    for t in range(3):
+        g = {k: jnp.asarray(v[t], jnp.float32) for k, v in GRADS.items()}
+        p1, s1 = donated(p1, s1, g)
+        p2, s2 = plain(p2, s2, g)
+    chex.assert_trees_all_equal(p1, p2)
+    chex.assert_trees_all_equal(s1, s2)
+
+
+@pytest.mark.parametrize("low", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("name", O.NAMES)
+def test_low_precision_params_keep_float32_state(name, low):
+    opt = O.get(name)()
+    p = _small_params(low)
+    g = {k: jnp.asarray(v[0], low) for k, v in GRADS.items()}
+    state = opt.init(p)
+    updates, state = jax.jit(opt.update)(g, state, p)
+    for u in jax.tree.leaves(updates):
+        assert u.dtype == low
+    for leaf in jax.tree.leaves(state):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype in (jnp.float32, jnp.result_type(float)), leaf.dtype
+    # The float32 state equals a float32 run on the same (upcast) inputs.
+    p32 = jax.tree.map(lambda x: x.astype(jnp.float32), p)
+    g32 = jax.tree.map(lambda x: x.astype(jnp.float32), g)
+    u32, s32 = opt.update(g32, opt.init(p32), p32)
+    chex.assert_trees_all_close(state, s32, rtol=1e-2, atol=1e-6)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x.astype(jnp.float32), updates), u32,
+                                rtol=1e-2, atol=1e-6)
+
+
+def test_float64_state_stays_float64():
+    with jax.enable_x64(True):
+        p = _small_params(jnp.float64)
+        for name in ("adam", "nadam", "adafactor"):
+            state = O.get(name)().init(p)
+            for leaf in jax.tree.leaves(state):
+                if jnp.issubdtype(leaf.dtype, jnp.floating):
+                    assert leaf.dtype == jnp.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# Construction errors and name lookup.
+
+INVALID = [
+    ("sgd", {"lr": -1.0}, "lr"),
+    ("sgd", {"momentum": -0.1}, "momentum"),
+    ("sgd", {"dampening": -0.1}, "dampening"),
+    ("sgd", {"weight_decay": -1e-4}, "weight_decay"),
+    ("sgd", {"nesterov": True}, "nesterov"),
+    ("sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "nesterov"),
+    ("adam", {"lr": -1e-3}, "lr"),
+    ("adam", {"eps": -1e-8}, "eps"),
+    ("adam", {"betas": (1.0, 0.999)}, "betas[0]"),
+    ("adam", {"betas": (0.9, -0.1)}, "betas[1]"),
+    ("adam", {"betas": 0.9}, "betas"),
+    ("adam", {"weight_decay": -1.0}, "weight_decay"),
+    ("adamw", {"weight_decay": -1.0}, "weight_decay"),
+    ("nadam", {"momentum_decay": -1.0}, "momentum_decay"),
+    ("radam", {"betas": (0.9, 1.0)}, "betas[1]"),
+    ("rmsprop", {"alpha": 1.5}, "alpha"),
+    ("rmsprop", {"alpha": -0.1}, "alpha"),
+    ("rmsprop", {"eps": -1.0}, "eps"),
+    ("rmsprop", {"momentum": -0.9}, "momentum"),
+    ("adagrad", {"lr_decay": -1.0}, "lr_decay"),
+    ("adagrad", {"initial_accumulator_value": -0.1}, "initial_accumulator_value"),
+    ("adagrad", {"eps": -1.0}, "eps"),
+    ("adamax", {"betas": (-0.1, 0.9)}, "betas[0]"),
+    ("adadelta", {"rho": 1.1}, "rho"),
+    ("adadelta", {"lr": -1.0}, "lr"),
+    ("rprop", {"etas": (1.1, 1.2)}, "etas"),
+    ("rprop", {"etas": (0.5, 0.9)}, "etas"),
+    ("rprop", {"step_sizes": (1.0, 0.1)}, "step_sizes"),
+    ("rprop", {"step_sizes": (-1.0, 1.0)}, "step_sizes"),
+    ("asgd", {"lambd": -1.0}, "lambd"),
+    ("asgd", {"alpha": -1.0}, "alpha"),
+    ("asgd", {"t0": -1.0}, "t0"),
+    ("asgd", {"weight_decay": -1.0}, "weight_decay"),
+    ("adafactor", {"beta2_decay": 0.5}, "beta2_decay"),
+    ("adafactor", {"eps": (-1.0, 1e-3)}, "eps[0]"),
+    ("adafactor", {"eps": (None, -1e-3)}, "eps[1]"),
+    ("adafactor", {"d": 0.5}, "d"),
+    ("adafactor", {"lr": "fast"}, "lr"),
+    ("lion", {"betas": (0.9, 1.5)}, "betas[1]"),
+    ("lion", {"weight_decay": -1.0}, "weight_decay"),
+    ("lamb", {"eps": -1.0}, "eps"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,arg", INVALID, ids=[f"{n}-{a}" for n, _, a in INVALID])
+def test_invalid_hyperparameters_raise(name, kwargs, arg):
+    with pytest.raises(ValueError, match=arg.replace("[", r"\[").replace("]", r"\]")):
+        O.get(name)(**kwargs)
+
+
+def test_get_accepts_torch_names():
+    for spelling, fn in [("adamw", O.adamw), ("AdamW", O.adamw), ("SGD", O.sgd),
+                         ("RMSprop", O.rmsprop), ("NAdam", O.nadam), ("RAdam", O.radam),
+                         ("Adagrad", O.adagrad), ("ASGD", O.asgd), ("Rprop", O.rprop),
+                         ("Adafactor", O.adafactor), ("Lion", O.lion), ("LAMB", O.lamb)]:
+        assert O.get(spelling) is fn
+    with pytest.raises(ValueError, match="adamw"):
+        O.get("adamx")
+    assert set(O.NAMES) <= set(O.__all__)
+    assert all(callable(O.get(n)) for n in O.NAMES)
+
+
+def test_defaults_are_torch_defaults():
+    import inspect
+    pairs = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+             "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
+             "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+             "adamax": torch.optim.Adamax, "adadelta": torch.optim.Adadelta,
+             "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD,
+             "adafactor": torch.optim.Adafactor}
+    for name, cls in pairs.items():
+        ours = inspect.signature(O.get(name)).parameters
+        theirs = inspect.signature(cls).parameters
+        for arg, prm in ours.items():
+            assert arg in theirs, f"{name}: torch has no argument {arg}"
+            assert prm.default == theirs[arg].default, f"{name}.{arg}"
