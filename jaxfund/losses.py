@@ -1,0 +1,1083 @@
+"""Loss functions with ``torch.nn.functional`` names, arguments and reductions.
+
+Every loss is a pure function of arrays, safe under ``jit``, ``vmap`` and ``grad``. Names,
+argument names and defaults follow ``torch.nn.functional`` (torch 2.13) with three changes:
+
+* ``dim`` is ``axis`` and **classes live on the last axis** (optax/NumPy layout): torch's
+  ``(N, C, d1, ...)`` input is ``(N, d1, ..., C)`` here, with ``(N, d1, ...)`` targets.
+* the deprecated ``size_average``/``reduce`` arguments are gone.
+* ``ctc_loss`` is batch-major: ``log_probs`` is ``(N, T, C)`` (torch: ``(T, N, C)``).
+
+``reduction`` is ``"mean"`` (default), ``"sum"`` or ``"none"`` with torch's exact meaning
+(``"batchmean"`` too for :func:`kl_div`): see each docstring for what ``"mean"`` divides by.
+
+Shapes, dtypes and static arguments are checked at trace time; a mistake raises ``ValueError`` or
+``TypeError`` naming the argument and showing the shapes. Class-index targets are checked for
+range when they are concrete; under ``jit`` an out-of-range label makes that element's loss NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfund import _checks
+
+__all__ = [
+    "NAMES",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cosine_embedding_loss",
+    "cross_entropy",
+    "ctc_loss",
+    "dice_loss",
+    "gaussian_nll_loss",
+    "get",
+    "hinge_embedding_loss",
+    "huber_loss",
+    "kl_div",
+    "l1_loss",
+    "margin_ranking_loss",
+    "mse_loss",
+    "multi_margin_loss",
+    "multilabel_margin_loss",
+    "multilabel_soft_margin_loss",
+    "nll_loss",
+    "pairwise_distance",
+    "poisson_nll_loss",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "soft_margin_loss",
+    "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
+    """Applies torch's ``"mean"`` (over all elements), ``"sum"`` or ``"none"`` reduction."""
+    if reduction == "mean":
+        return jnp.mean(loss)
+    if reduction == "sum":
+        return jnp.sum(loss)
+    return loss
+
+
+def _weighted_mean(loss: jax.Array, weight: jax.Array, reduction: str) -> jax.Array:
+    """CE/NLL reduction: ``"mean"`` is ``Σ loss / Σ weight`` (NaN when every weight is 0)."""
+    if reduction == "mean":
+        return jnp.sum(loss) / jnp.sum(weight)
+    return _reduce(loss, reduction)
+
+
+def _check_reduction(reduction: Any, choices: tuple[str, ...] = _REDUCTIONS) -> str:
+    return _checks.check_choice(reduction, "reduction", choices)
+
+
+def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_b} must have the same shape as {name_a}: got {name_a}.shape={a.shape} and "
+            f"{name_b}.shape={b.shape}"
+        )
+
+
+def _check_broadcast(w: jax.Array, shape: tuple[int, ...], name: str, to: str) -> None:
+    try:
+        out = np.broadcast_shapes(w.shape, shape)
+    except ValueError:
+        out = None
+    if out != tuple(shape):
+        raise ValueError(
+            f"{name} with shape {w.shape} does not broadcast to {to}.shape={tuple(shape)}"
+        )
+
+
+def _optional_float(x: Any, name: str, like: jax.Array) -> jax.Array | None:
+    return None if x is None else _checks.as_float_array(x, name).astype(like.dtype)
+
+
+def _check_positive(value: Any, name: str) -> None:
+    if isinstance(value, numbers.Real) and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _concrete(x: jax.Array) -> np.ndarray | None:
+    """Returns ``x`` as a NumPy array when its values are known at trace time, else ``None``."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def _index_target(target: Any, name: str = "target") -> jax.Array:
+    target = _checks.as_array(target, name)
+    if not jnp.issubdtype(target.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} holds class indices here and must have an integer dtype, got "
+            f"{target.dtype} with shape {target.shape}; use {name}.astype(jnp.int32)"
+        )
+    return target
+
+
+def _check_labels(target: jax.Array, num_classes: int, ignore_index: int | None) -> jax.Array:
+    """Returns a mask of valid labels; raises ``ValueError`` on concrete out-of-range labels."""
+    values = _concrete(target)
+    if values is not None:
+        bad = (values < 0) | (values >= num_classes)
+        if ignore_index is not None:
+            bad &= values != ignore_index
+        if bad.any():
+            extra = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+            raise ValueError(
+                f"target has label(s) {sorted(set(values[bad].tolist()))[:8]} outside the valid "
+                f"range [0, {num_classes}){extra}"
+            )
+    ok = (target >= 0) & (target < num_classes)
+    if ignore_index is not None:
+        ok = ok | (target == ignore_index)
+    return ok
+
+
+def _nan_unless(ok: jax.Array, dtype: Any) -> jax.Array:
+    """0 where ``ok``, NaN elsewhere: added to a loss so bad labels cannot give a finite value."""
+    return jnp.where(ok, 0.0, jnp.nan).astype(dtype)
+
+
+def _abs(x: jax.Array) -> jax.Array:
+    """``|x|`` whose derivative at 0 is ``sign(0) = 0``, as torch's ``l1_loss``."""
+    return x * jnp.sign(x)
+
+
+def _clamp_min0(x: jax.Array) -> jax.Array:
+    """``max(x, 0)`` with torch ``clamp_min``'s derivative: 1 at ``x == 0``."""
+    return jnp.where(x >= 0, x, jnp.zeros_like(x))
+
+
+def _hinge(x: jax.Array) -> jax.Array:
+    """``max(x, 0)`` with derivative 0 at ``x == 0`` (torch's margin kernels test ``x > 0``)."""
+    return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Regression
+
+
+def _pointwise_weighted(
+    loss: jax.Array, weight: Any, input: jax.Array, reduction: str, normalize: bool
+) -> jax.Array:
+    """Torch 2.13's optional element ``weight`` for mse/l1/huber (same shape as ``input``)."""
+    if weight is None:
+        return _reduce(loss, reduction)
+    w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+    _check_same_shape(input, w, "input", "weight")
+    loss = loss * w
+    if normalize:
+        return _weighted_mean(loss, w, reduction)
+    return _reduce(loss, reduction)
+
+
+def _regression_args(input: Any, target: Any, reduction: str) -> tuple[jax.Array, jax.Array]:
+    input = _checks.as_float_array(input, "input")
+    target = _checks.as_float_array(target, "target").astype(input.dtype)
+    _check_same_shape(input, target, "input", "target")
+    _check_reduction(reduction)
+    return input, target
+
+
+def mse_loss(
+    input: jax.Array, target: jax.Array, reduction: str = "mean", weight: jax.Array | None = None
+) -> jax.Array:
+    """Mean squared error ``l = w·(x - y)²`` (``torch.nn.functional.mse_loss``).
+
+    Args:
+      input, target: float arrays of the same shape.
+      reduction: ``"mean"`` (``Σ w·l / Σ w``; the plain mean when ``weight`` is None),
+        ``"sum"`` or ``"none"``.
+      weight: optional per-element weight of ``input``'s shape (torch 2.13's ``weight``).
+
+    Returns the reduced loss. optax: ``squared_error(x, y)`` is the unreduced value;
+    ``optax.l2_loss`` is **half** of it.
+    """
+    input, target = _regression_args(input, target, reduction)
+    return _pointwise_weighted(jnp.square(input - target), weight, input, reduction, True)
+
+
+def l1_loss(
+    input: jax.Array, target: jax.Array, reduction: str = "mean", weight: jax.Array | None = None
+) -> jax.Array:
+    """Mean absolute error ``l = w·|x - y|`` (``torch.nn.functional.l1_loss``).
+
+    The derivative at ``x == y`` is 0 (torch's ``sign``). ``"mean"`` is ``Σ w·l / Σ w``
+    (plain mean without ``weight``). optax has no L1 loss.
+    """
+    input, target = _regression_args(input, target, reduction)
+    return _pointwise_weighted(_abs(input - target), weight, input, reduction, True)
+
+
+def huber_loss(
+    input: jax.Array,
+    target: jax.Array,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: jax.Array | None = None,
+) -> jax.Array:
+    """Huber loss (``torch.nn.functional.huber_loss``).
+
+    ``l = 0.5·d²`` if ``|d| < delta`` else ``delta·(|d| - 0.5·delta)``, with ``d = x - y``.
+    ``delta > 0``. With ``weight``, ``"mean"`` is ``mean(w·l)`` (torch 2.13; unlike mse/l1 it is
+    not normalised by ``Σ w``). Equals ``optax.losses.huber_loss(x, y, delta=delta)`` unreduced.
+    """
+    input, target = _regression_args(input, target, reduction)
+    _check_positive(delta, "delta")
+    d = _abs(input - target)
+    loss = jnp.where(d < delta, 0.5 * jnp.square(input - target), delta * (d - 0.5 * delta))
+    return _pointwise_weighted(loss, weight, input, reduction, False)
+
+
+def smooth_l1_loss(
+    input: jax.Array, target: jax.Array, reduction: str = "mean", beta: float = 1.0
+) -> jax.Array:
+    """Smooth L1 loss (``torch.nn.functional.smooth_l1_loss``).
+
+    ``l = 0.5·d²/beta`` if ``|d| < beta`` else ``|d| - 0.5·beta``; ``beta = 0`` is exactly L1.
+    ``beta >= 0``. Equals ``huber_loss(..., delta=beta) / beta``.
+    """
+    input, target = _regression_args(input, target, reduction)
+    _checks.check_nonnegative(beta, "beta")
+    d = _abs(input - target)
+    if beta == 0:
+        return _reduce(d, reduction)
+    loss = jnp.where(d < beta, 0.5 * jnp.square(input - target) / beta, d - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def poisson_nll_loss(
+    input: jax.Array,
+    target: jax.Array,
+    log_input: bool = True,
+    full: bool = False,
+    eps: float = 1e-8,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Poisson negative log-likelihood (``torch.nn.functional.poisson_nll_loss``).
+
+    ``l = exp(x) - y·x`` when ``log_input`` (``x`` is the log-rate), else ``x - y·log(x + eps)``.
+    ``full`` adds Stirling's term ``y·log y - y + 0.5·log(2πy)`` where ``y > 1`` (0 elsewhere).
+    ``"mean"`` averages over all elements.
+    """
+    input, target = _regression_args(input, target, reduction)
+    _checks.check_nonnegative(eps, "eps")
+    if log_input:
+        loss = jnp.exp(input) - target * input
+    else:
+        loss = input - target * jnp.log(input + eps)
+    if full:
+        big = target > 1
+        safe = jnp.where(big, target, jnp.ones_like(target))
+        stirling = safe * jnp.log(safe) - safe + 0.5 * jnp.log(2 * math.pi * safe)
+        loss = loss + jnp.where(big, stirling, jnp.zeros_like(stirling))
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(
+    input: jax.Array,
+    target: jax.Array,
+    var: jax.Array | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Gaussian negative log-likelihood (``torch.nn.functional.gaussian_nll_loss``).
+
+    ``l = 0.5·(log v + (x - y)²/v)`` (+ ``0.5·log 2π`` when ``full``), ``v = max(var, eps)``.
+    As in torch the clamp is invisible to the gradient (straight-through). ``var`` is a float,
+    an array of ``input``'s shape, of ``input.shape[:-1]`` (one fewer dim, homoscedastic over
+    the last axis), or of ``input``'s rank with exactly one dimension equal to 1. Negative
+    ``var`` raises when concrete. ``"mean"`` averages over all elements.
+    """
+    input, target = _regression_args(input, target, reduction)
+    if isinstance(var, numbers.Real):
+        if var < 0:
+            raise ValueError(f"var must be >= 0, got {var}")
+        var = jnp.full_like(input, var)
+    var = _checks.as_float_array(var, "var").astype(input.dtype)
+    if var.shape != input.shape:
+        if var.shape == input.shape[:-1]:
+            var = var[..., None]
+        elif not (
+            var.ndim == input.ndim
+            and sum(v != x for v, x in zip(var.shape, input.shape)) == 1
+            and sum(v for v, x in zip(var.shape, input.shape) if v != x) == 1
+        ):
+            raise ValueError(
+                f"var has shape {var.shape}; expected input.shape={input.shape}, "
+                f"input.shape[:-1]={input.shape[:-1]}, or input's shape with one dimension 1"
+            )
+    values = _concrete(var)
+    if values is not None and (values < 0).any():
+        raise ValueError("var has negative entries")
+    _checks.check_nonnegative(eps, "eps")
+    v = var + jax.lax.stop_gradient(jnp.maximum(var, eps) - var)
+    loss = 0.5 * (jnp.log(v) + jnp.square(input - target) / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Binary classification
+
+
+def _clamped_log(x: jax.Array) -> jax.Array:
+    return jnp.maximum(jnp.log(x), -100.0)
+
+
+@jax.custom_jvp
+def _bce(p: jax.Array, y: jax.Array) -> jax.Array:
+    return -(y * _clamped_log(p) + (1 - y) * _clamped_log(1 - p))
+
+
+@_bce.defjvp
+def _bce_jvp(primals, tangents):
+    p, y = primals
+    dp, dy = tangents
+    out = _bce(p, y)
+    grad_p = (p - y) / jnp.maximum(p * (1 - p), 1e-12)
+    grad_y = jnp.log1p(-p) - jnp.log(p)
+    return out, grad_p * dp + grad_y * dy
+
+
+def binary_cross_entropy(
+    input: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Binary cross-entropy on probabilities (``torch.nn.functional.binary_cross_entropy``).
+
+    ``l = -w·(y·max(log p, -100) + (1 - y)·max(log(1 - p), -100))``. As torch, the gradient in
+    ``p`` is ``w·(p - y) / max(p(1 - p), 1e-12)`` (finite at p ∈ {0, 1}: p=1, y=0 gives loss
+    ``100·w`` and gradient ``1e12·w``), and in ``y`` it is ``w·(log(1 - p) - log p)``.
+
+    Args:
+      input: probabilities ``p`` in [0, 1]; target: same shape, in [0, 1] (soft labels allowed).
+      weight: broadcastable to ``input``. ``"mean"`` is ``mean(w·l)``, not ``/Σ w``.
+
+    optax has no BCE on probabilities (``sigmoid_binary_cross_entropy`` takes logits).
+    """
+    input, target = _regression_args(input, target, reduction)
+    loss = _bce(input, target)
+    if weight is not None:
+        w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+        _check_broadcast(w, input.shape, "weight", "input")
+        loss = loss * w
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    reduction: str = "mean",
+    pos_weight: jax.Array | None = None,
+) -> jax.Array:
+    """Binary cross-entropy on logits (``torch.nn.functional.binary_cross_entropy_with_logits``).
+
+    ``l = -w·(pw·y·log σ(x) + (1 - y)·log σ(-x))``, computed as
+    ``(1 - y)·x - (1 + (pw - 1)·y)·log σ(x)`` with ``log_sigmoid`` (finite for any finite x).
+    ``pos_weight`` broadcasts over the last (class) axis, ``weight`` to ``input``. ``"mean"``
+    averages over all elements. With ``pw = w = 1`` it equals
+    ``optax.losses.sigmoid_binary_cross_entropy`` (which has no ``weight``/``pos_weight``).
+    """
+    input, target = _regression_args(input, target, reduction)
+    log_sig = jax.nn.log_sigmoid(input)
+    if pos_weight is None:
+        loss = (1 - target) * input - log_sig
+    else:
+        pw = _checks.as_float_array(pos_weight, "pos_weight").astype(input.dtype)
+        _check_broadcast(pw, input.shape, "pos_weight", "input")
+        loss = (1 - target) * input - (1 + (pw - 1) * target) * log_sig
+    if weight is not None:
+        w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+        _check_broadcast(w, input.shape, "weight", "input")
+        loss = loss * w
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input: jax.Array, target: jax.Array, reduction: str = "mean") -> jax.Array:
+    """Two-class logistic loss ``l = log(1 + exp(-y·x))`` (``F.soft_margin_loss``), y ∈ {-1, 1}.
+
+    Computed as ``softplus(-y·x)``: finite for any finite x, where torch's ``log1p(exp(·))``
+    overflows to ``inf`` once ``-y·x`` exceeds ~88 (f32) or ~709 (f64).
+    """
+    input, target = _regression_args(input, target, reduction)
+    return _reduce(jax.nn.softplus(-target * input), reduction)
+
+
+def multilabel_soft_margin_loss(
+    input: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Multi-label one-versus-all logistic loss (``F.multilabel_soft_margin_loss``).
+
+    ``l_n = -(1/C)·Σ_c w_c·(y_c·log σ(x_c) + (1 - y_c)·log σ(-x_c))`` over the last axis (C
+    classes), with 0/1 (or soft) targets. ``weight`` broadcasts to ``input``. ``"mean"``
+    averages ``l_n`` over the remaining (batch) elements.
+    """
+    input, target = _regression_args(input, target, reduction)
+    if input.ndim == 0:
+        raise ValueError("input must have a class axis (at least 1 dimension), got a scalar")
+    loss = -(target * jax.nn.log_sigmoid(input) + (1 - target) * jax.nn.log_sigmoid(-input))
+    if weight is not None:
+        w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+        _check_broadcast(w, input.shape, "weight", "input")
+        loss = loss * w
+    return _reduce(jnp.sum(loss, axis=-1) / input.shape[-1], reduction)
+
+
+def sigmoid_focal_loss(
+    inputs: jax.Array,
+    targets: jax.Array,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> jax.Array:
+    """Focal loss on logits (``torchvision.ops.sigmoid_focal_loss``; note ``reduction="none"``).
+
+    ``l = α_t·(1 - p_t)^γ·BCE_logits(x, y)`` with ``p = σ(x)``, ``p_t = p·y + (1 - p)(1 - y)``,
+    ``α_t = α·y + (1 - α)(1 - y)``; a negative ``alpha`` disables the α weighting. ``gamma >= 0``.
+    optax's ``sigmoid_focal_loss`` defaults to ``alpha=None`` (no weighting); with the same
+    alpha the values agree.
+    """
+    inputs, targets = _regression_args(inputs, targets, reduction)
+    _checks.check_nonnegative(gamma, "gamma")
+    p = jax.nn.sigmoid(inputs)
+    ce = (1 - targets) * inputs - jax.nn.log_sigmoid(inputs)
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-class classification
+
+
+def _class_weight(weight: Any, num_classes: int, like: jax.Array) -> jax.Array | None:
+    w = _optional_float(weight, "weight", like)
+    if w is not None and w.shape != (num_classes,):
+        raise ValueError(
+            f"weight must have shape ({num_classes},), one entry per class, got {w.shape}"
+        )
+    return w
+
+
+def _pick(logp: jax.Array, target: jax.Array, valid: jax.Array) -> jax.Array:
+    """``logp[..., target]``; NaN where ``valid`` is False."""
+    safe = jnp.where(valid, target, 0)
+    picked = jnp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+    return jnp.where(valid, picked, jnp.nan)
+
+
+def _nll_from_logp(
+    logp: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    """Index-target NLL (+ torch's label smoothing) on class-last log-probabilities."""
+    num_classes = logp.shape[-1]
+    if target.shape != logp.shape[:-1]:
+        raise ValueError(
+            f"target with class indices must have the input's shape without the class axis: "
+            f"input.shape={logp.shape} (classes last) needs target.shape={logp.shape[:-1]}, "
+            f"got {target.shape}"
+        )
+    target = _index_target(target)
+    ok = _check_labels(target, num_classes, ignore_index)
+    keep = target != ignore_index
+    in_range = ok & keep
+    nan_if_bad = _nan_unless(ok, logp.dtype)
+    w_y = jnp.ones_like(logp[..., 0]) if weight is None else weight[jnp.where(in_range, target, 0)]
+    w_y = jnp.where(keep, w_y, 0.0) + nan_if_bad
+    nll = -jnp.where(keep, _pick(logp, target, in_range), 0.0)
+    loss = w_y * nll
+    if label_smoothing > 0:
+        wlogp = logp if weight is None else logp * weight
+        smooth = -jnp.where(keep, jnp.sum(wlogp, axis=-1), 0.0)
+        loss = (1 - label_smoothing) * loss + (label_smoothing / num_classes) * smooth
+    return _weighted_mean(loss, w_y, reduction)
+
+
+def _class_last(input: jax.Array, axis: int) -> jax.Array:
+    if input.ndim == 0:
+        raise ValueError("input must have a class axis (at least 1 dimension), got a scalar")
+    return jnp.moveaxis(input, _checks.normalize_axis(axis, input.ndim), -1)
+
+
+def cross_entropy(
+    input: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> jax.Array:
+    """Softmax cross-entropy on logits (``torch.nn.functional.cross_entropy``).
+
+    Input is ``(..., C)`` logits (classes on ``axis``, default last: ``(N, d1, ..., C)`` or
+    unbatched ``(C,)``). Two kinds of target:
+
+    * **class indices**, integer, shape = input's without the class axis:
+      ``l_n = -w_{y_n}·log_softmax(x_n)[y_n]``; ``ignore_index`` elements give 0 and drop out
+      of the mean. ``"mean"`` is ``Σ l_n / Σ w_{y_n}`` over non-ignored n (NaN if all are
+      ignored, as torch). With ``label_smoothing=ε``:
+      ``l_n = (1-ε)·w_{y_n}·nll_n + (ε/C)·(-Σ_c w_c·logp_{n,c})``, same denominator.
+    * **probabilities**, float, same shape as input: ``l_n = -Σ_c w_c·y'_{n,c}·logp_{n,c}``
+      with ``y' = (1-ε)·y + ε/C``; ``"mean"`` divides by the number of rows (not ``Σ w``).
+
+    Out-of-range labels raise ``ValueError`` when concrete; under ``jit`` they give NaN.
+
+    optax: ``softmax_cross_entropy_with_integer_labels`` (no weight/ignore_index/smoothing;
+    label -100 gives NaN and -1 silently wraps to the last class) and ``softmax_cross_entropy``
+    (probability targets) agree without weights after ``.mean()``.
+    """
+    input = _checks.as_float_array(input, "input")
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    logits = _class_last(input, axis)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    num_classes = logits.shape[-1]
+    weight = _class_weight(weight, num_classes, input)
+    target = _checks.as_array(target, "target")
+    if target.shape == input.shape:
+        if not jnp.issubdtype(target.dtype, jnp.floating):
+            raise TypeError(
+                f"target has input's shape {target.shape}, so it holds class probabilities "
+                f"and must be floating point, got {target.dtype}"
+            )
+        if ignore_index >= 0:
+            raise ValueError("ignore_index is not supported with probability targets")
+        probs = _class_last(target.astype(input.dtype), axis)
+        if label_smoothing > 0:
+            probs = (1 - label_smoothing) * probs + label_smoothing / num_classes
+        wlogp = logp if weight is None else logp * weight
+        return _reduce(-jnp.sum(probs * wlogp, axis=-1), reduction)
+    return _nll_from_logp(logp, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def nll_loss(
+    input: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    axis: int = -1,
+) -> jax.Array:
+    """Negative log-likelihood on log-probabilities (``torch.nn.functional.nll_loss``).
+
+    ``l_n = -w_{y_n}·input_n[y_n]`` with integer targets of input's shape without the class
+    axis (default last). ``"mean"`` is ``Σ l_n / Σ w_{y_n}`` over non-ignored n (NaN if all are
+    ignored). Out-of-range labels raise when concrete and give NaN under ``jit``. optax has no
+    NLL loss.
+    """
+    input = _checks.as_float_array(input, "input")
+    _check_reduction(reduction)
+    logp = _class_last(input, axis)
+    weight = _class_weight(weight, logp.shape[-1], input)
+    target = _checks.as_array(target, "target")
+    return _nll_from_logp(logp, target, weight, ignore_index, reduction)
+
+
+def _rows_and_labels(input: Any, target: Any) -> tuple[jax.Array, jax.Array]:
+    input = _checks.as_float_array(input, "input")
+    if input.ndim not in (1, 2):
+        raise ValueError(f"input must be (N, C) or (C,), got shape {input.shape}")
+    return input, _index_target(target)
+
+
+def multi_margin_loss(
+    input: jax.Array,
+    target: jax.Array,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: jax.Array | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Multi-class hinge loss (``torch.nn.functional.multi_margin_loss``).
+
+    ``l_n = (1/C)·Σ_{i≠y} w_y·max(0, margin - x_y + x_i)^p`` for ``(N, C)`` (or ``(C,)``)
+    input and integer targets ``(N,)`` (or scalar). ``p`` ∈ {1, 2}, ``margin >= 0``; the
+    gradient at the hinge is 0 (torch). ``"mean"`` averages over N (not weighted).
+    optax's ``multiclass_hinge_loss`` is a different (Crammer-Singer, max over i) loss.
+    """
+    input, target = _rows_and_labels(input, target)
+    _check_reduction(reduction)
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    _checks.check_nonnegative(margin, "margin")
+    num_classes = input.shape[-1]
+    if target.shape != input.shape[:-1]:
+        raise ValueError(
+            f"target must have shape {input.shape[:-1]} for input.shape={input.shape}, "
+            f"got {target.shape}"
+        )
+    weight = _class_weight(weight, num_classes, input)
+    ok = _check_labels(target, num_classes, None)
+    x_y = _pick(input, target, ok)[..., None]
+    z = _hinge(margin - x_y + input)
+    if p == 2:
+        z = z * z
+    if weight is not None:
+        z = z * weight[jnp.where(ok, target, 0)][..., None]
+    not_y = jnp.arange(num_classes) != target[..., None]
+    loss = jnp.sum(jnp.where(not_y, z, 0.0), axis=-1) / num_classes + _nan_unless(ok, z.dtype)
+    return _reduce(loss, reduction)
+
+
+def multilabel_margin_loss(
+    input: jax.Array, target: jax.Array, reduction: str = "mean"
+) -> jax.Array:
+    """Multi-label hinge loss (``torch.nn.functional.multilabel_margin_loss``).
+
+    ``target`` (integer, same shape as input ``(N, C)`` or ``(C,)``) lists the positive classes
+    and ends at the first ``-1``. ``l_n = Σ_j Σ_{i ∉ targets} max(0, 1 - (x_{y_j} - x_i)) / C``.
+    The gradient at the hinge is 0 (torch). ``"mean"`` averages over N.
+    """
+    input, target = _rows_and_labels(input, target)
+    _check_reduction(reduction)
+    _check_same_shape(input, target, "input", "target")
+    num_classes = input.shape[-1]
+    listed = jnp.cumprod(target != -1, axis=-1).astype(bool)
+    ok = _check_labels(jnp.where(listed, target, 0), num_classes, None)
+    safe = jnp.where(listed & ok, target, 0)
+    is_target = jnp.any(
+        listed[..., :, None] & (safe[..., :, None] == jnp.arange(num_classes)), axis=-2
+    )
+    x_y = jnp.take_along_axis(input, safe, axis=-1)
+    z = _hinge(1 - x_y[..., :, None] + input[..., None, :])
+    pair = listed[..., :, None] & ~is_target[..., None, :]
+    loss = jnp.sum(jnp.where(pair, z, 0.0), axis=(-2, -1)) / num_classes
+    loss = loss + _nan_unless(jnp.all(ok | ~listed, axis=-1), loss.dtype)
+    return _reduce(loss, reduction)
+
+
+def kl_div(
+    input: jax.Array, target: jax.Array, reduction: str = "mean", log_target: bool = False
+) -> jax.Array:
+    """Kullback-Leibler divergence with log-prob input (``torch.nn.functional.kl_div``).
+
+    Pointwise ``y·(log y - x)`` (0 where ``y = 0``), or ``exp(t)·(t - x)`` with ``log_target``.
+    ``"mean"`` divides the sum by the **number of elements** (torch's default, which it warns
+    about); ``"batchmean"`` divides by ``input.shape[0]`` (the mathematically right KL mean).
+    optax ``kl_divergence(x, y)`` sums over the last axis: its ``.mean()`` is ``"batchmean"``
+    for 2-D input; ``kl_divergence_with_log_targets`` is ``log_target=True``.
+    """
+    input, target = _regression_args(input, target, "none")
+    _check_reduction(reduction, (*_REDUCTIONS, "batchmean"))
+    if log_target:
+        loss = jnp.exp(target) * (target - input)
+    else:
+        loss = jax.scipy.special.xlogy(target, target) - target * input
+    if reduction == "batchmean":
+        return jnp.sum(loss) / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings and metric learning
+
+
+def pairwise_distance(
+    x1: jax.Array, x2: jax.Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> jax.Array:
+    """``‖x1 - x2 + eps‖_p`` over the last axis (``torch.nn.functional.pairwise_distance``)."""
+    x1 = _checks.as_float_array(x1, "x1")
+    x2 = _checks.as_float_array(x2, "x2").astype(x1.dtype)
+    _check_positive(p, "p")
+    d = jnp.abs(x1 - x2 + eps)
+    if p == 1:
+        out = jnp.sum(d, axis=-1, keepdims=keepdim)
+    elif p == 2:
+        out = jnp.sqrt(jnp.sum(d * d, axis=-1, keepdims=keepdim))
+    else:
+        out = jnp.sum(d**p, axis=-1, keepdims=keepdim) ** (1.0 / p)
+    return out
+
+
+def _triplet(
+    anchor: Any,
+    positive: Any,
+    negative: Any,
+    distance: Callable[[jax.Array, jax.Array], jax.Array],
+    margin: float,
+    swap: bool,
+    reduction: str,
+) -> jax.Array:
+    anchor = _checks.as_float_array(anchor, "anchor")
+    positive = _checks.as_float_array(positive, "positive").astype(anchor.dtype)
+    negative = _checks.as_float_array(negative, "negative").astype(anchor.dtype)
+    _check_same_shape(anchor, positive, "anchor", "positive")
+    _check_same_shape(anchor, negative, "anchor", "negative")
+    _check_reduction(reduction)
+    _check_positive(margin, "margin")
+    d_pos = distance(anchor, positive)
+    d_neg = distance(anchor, negative)
+    if swap:
+        d_neg = jnp.minimum(d_neg, distance(positive, negative))
+    return _reduce(_clamp_min0(margin + d_pos - d_neg), reduction)
+
+
+def triplet_margin_loss(
+    anchor: jax.Array,
+    positive: jax.Array,
+    negative: jax.Array,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Triplet margin loss (``torch.nn.functional.triplet_margin_loss``).
+
+    ``l = max(d(a, pos) - d(a, neg) + margin, 0)`` with ``d = pairwise_distance(·, ·, p, eps)``
+    (eps is added to the difference); ``swap`` uses ``min(d(a, neg), d(pos, neg))``.
+    ``margin > 0``, ``p > 0``; inputs ``(N, D)`` or ``(D,)`` of equal shape; ``"mean"`` over N.
+    optax's ``triplet_margin_loss`` puts eps inside the sum and takes no ``|·|``: it agrees
+    only for p=2 (to ~eps) and is wrong for other p; it has no ``swap``.
+    """
+    _check_positive(p, "p")
+    return _triplet(
+        anchor,
+        positive,
+        negative,
+        lambda a, b: pairwise_distance(a, b, p, eps),
+        margin,
+        swap,
+        reduction,
+    )
+
+
+def triplet_margin_with_distance_loss(
+    anchor: jax.Array,
+    positive: jax.Array,
+    negative: jax.Array,
+    *,
+    distance_function: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Triplet loss with any distance (``F.triplet_margin_with_distance_loss``).
+
+    ``distance_function(x1, x2)`` returns one distance per row (default
+    :func:`pairwise_distance`, p=2, eps=1e-6). ``margin > 0``. See :func:`triplet_margin_loss`.
+    """
+    return _triplet(
+        anchor,
+        positive,
+        negative,
+        pairwise_distance if distance_function is None else distance_function,
+        margin,
+        swap,
+        reduction,
+    )
+
+
+def cosine_embedding_loss(
+    input1: jax.Array,
+    input2: jax.Array,
+    target: jax.Array,
+    margin: float = 0.0,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Cosine embedding loss (``torch.nn.functional.cosine_embedding_loss``).
+
+    ``cos = x1·x2 / sqrt((‖x1‖² + 1e-12)(‖x2‖² + 1e-12))`` over the last axis;
+    ``l = 1 - cos`` where ``y = 1``, ``max(0, cos - margin)`` where ``y = -1`` (0 otherwise).
+    ``margin`` in [-1, 1]. Inputs ``(N, D)`` with ``(N,)`` targets, or ``(D,)`` with a scalar.
+    optax has only ``cosine_similarity`` (eps clips the squared norms instead of adding 1e-12).
+    """
+    input1 = _checks.as_float_array(input1, "input1")
+    input2 = _checks.as_float_array(input2, "input2").astype(input1.dtype)
+    target = _checks.as_array(target, "target")
+    _check_same_shape(input1, input2, "input1", "input2")
+    if input1.ndim not in (1, 2) or target.shape != input1.shape[:-1]:
+        raise ValueError(
+            f"expected input1/input2 of shape (N, D) or (D,) and target of shape (N,) or (), "
+            f"got input1.shape={input1.shape}, target.shape={target.shape}"
+        )
+    _check_reduction(reduction)
+    if not -1 <= margin <= 1:
+        raise ValueError(f"margin must be in [-1, 1] (it is a cosine), got {margin}")
+    dot = jnp.sum(input1 * input2, axis=-1)
+    sq1 = jnp.sum(input1 * input1, axis=-1) + 1e-12
+    sq2 = jnp.sum(input2 * input2, axis=-1) + 1e-12
+    cos = dot / jnp.sqrt(sq1 * sq2)
+    loss = jnp.where(target == 1, 1 - cos, 0.0) + jnp.where(
+        target == -1, _clamp_min0(cos - margin), 0.0
+    )
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(
+    input1: jax.Array,
+    input2: jax.Array,
+    target: jax.Array,
+    margin: float = 0.0,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Margin ranking loss ``l = max(0, -y·(x1 - x2) + margin)`` (``F.margin_ranking_loss``).
+
+    ``y`` ∈ {-1, 1} says which input should rank higher; all three arrays share one shape.
+    ``margin >= 0``. The derivative at the kink is torch's ``clamp_min`` one (1).
+    """
+    input1, input2 = _regression_args(input1, input2, reduction)
+    target = _checks.as_array(target, "target").astype(input1.dtype)
+    _check_same_shape(input1, target, "input1", "target")
+    _checks.check_nonnegative(margin, "margin")
+    return _reduce(_clamp_min0(-target * (input1 - input2) + margin), reduction)
+
+
+def hinge_embedding_loss(
+    input: jax.Array, target: jax.Array, margin: float = 1.0, reduction: str = "mean"
+) -> jax.Array:
+    """Hinge embedding loss (``torch.nn.functional.hinge_embedding_loss``).
+
+    ``l = x`` where ``y = 1`` and ``max(0, margin - x)`` where ``y = -1`` (torch adds both terms
+    for other labels). ``input`` is usually a distance. ``margin >= 0``. ``optax.hinge_loss`` is
+    a different loss (``max(0, 1 - y·x)``).
+    """
+    input = _checks.as_float_array(input, "input")
+    target = _checks.as_array(target, "target")
+    _check_same_shape(input, target, "input", "target")
+    _check_reduction(reduction)
+    _checks.check_nonnegative(margin, "margin")
+    loss = jnp.where(target != 1, _clamp_min0(margin - input), 0.0) + jnp.where(
+        target != -1, input, 0.0
+    )
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Segmentation
+
+
+def dice_loss(
+    input: jax.Array,
+    target: jax.Array,
+    smooth: float = 1.0,
+    per_class: bool = False,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Soft Dice loss on probabilities (no torch counterpart; MONAI-style definition).
+
+    Per sample ``n`` (axis 0): ``1 - (2·Σ p·t + smooth) / (Σ p + Σ t + smooth)`` with sums over
+    all non-batch axes. With ``per_class=True`` the classes are the last axis: the Dice is
+    computed per class over the axes between batch and class, then averaged over classes.
+    ``reduction`` acts over the batch (``"none"`` returns shape ``(N,)``).
+
+    Equals ``optax.losses.dice_loss(p, t, smooth=smooth/2, apply_softmax=False)`` (optax's
+    ``smooth`` enters both numerator and denominator doubled, so it is half the usual one;
+    optax is always per class and applies softmax/sigmoid unless ``apply_softmax=False``).
+    """
+    input = _checks.as_float_array(input, "input")
+    target = _checks.as_float_array(target, "target").astype(input.dtype)
+    _check_same_shape(input, target, "input", "target")
+    _check_reduction(reduction)
+    _checks.check_nonnegative(smooth, "smooth")
+    if input.ndim < 2:
+        raise ValueError(f"input must be (N, ...) with at least 2 dimensions, got {input.shape}")
+    axes = tuple(range(1, input.ndim - 1 if per_class else input.ndim))
+    inter = jnp.sum(input * target, axis=axes)
+    total = jnp.sum(input, axis=axes) + jnp.sum(target, axis=axes)
+    loss = 1 - (2 * inter + smooth) / (total + smooth)
+    if per_class:
+        loss = jnp.mean(loss, axis=-1)
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sequences
+
+
+def _ctc_extended(targets: jax.Array, blank: int) -> jax.Array:
+    """Targets interleaved with blanks: ``(N, S)`` -> ``(N, 2S + 1)``."""
+    n, s = targets.shape
+    ext = jnp.full((n, 2 * s + 1), blank, dtype=targets.dtype)
+    return ext.at[:, 1::2].set(targets)
+
+
+def ctc_loss(
+    log_probs: jax.Array,
+    targets: jax.Array,
+    input_lengths: jax.Array,
+    target_lengths: jax.Array,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> jax.Array:
+    """Connectionist Temporal Classification loss (``torch.nn.functional.ctc_loss``).
+
+    ``-log Σ_{alignments π → y} Π_t p_t(π_t)``, computed exactly by the forward algorithm in
+    log space (``lax.scan`` over time; autodiff gives the gradient).
+
+    Args:
+      log_probs: ``(N, T, C)`` log-probabilities, **batch-major** (torch: ``(T, N, C)``).
+      targets: ``(N, S)`` integer labels padded to length S (padding is ignored), never blank.
+      input_lengths, target_lengths: ``(N,)`` integers, ``<= T`` and ``<= S``.
+      blank: the blank class index.
+      reduction: ``"mean"`` divides each loss by its target length (at least 1) and averages
+        over the batch (torch); ``"sum"``; ``"none"`` gives ``(N,)``.
+      zero_infinity: replace infinite losses (impossible alignments) by 0, with zero gradient.
+
+    Matches ``optax.losses.ctc_loss`` (logits + paddings, per sequence, no reduction) given
+    ``log_softmax`` logits; optax returns ~1e5 instead of ``inf`` for impossible alignments.
+    """
+    log_probs = _checks.as_float_array(log_probs, "log_probs")
+    targets = _index_target(targets, "targets")
+    input_lengths = _index_target(input_lengths, "input_lengths")
+    target_lengths = _index_target(target_lengths, "target_lengths")
+    _check_reduction(reduction)
+    if log_probs.ndim != 3:
+        raise ValueError(f"log_probs must be (N, T, C), got shape {log_probs.shape}")
+    n, t_max, num_classes = log_probs.shape
+    if targets.ndim != 2 or targets.shape[0] != n:
+        raise ValueError(f"targets must be (N, S) with N={n}, got shape {targets.shape}")
+    for name, arr in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    if not 0 <= blank < num_classes:
+        raise ValueError(f"blank must be in [0, {num_classes}), got {blank}")
+    s_max = targets.shape[1]
+    concrete = [_concrete(a) for a in (targets, input_lengths, target_lengths)]
+    if all(c is not None for c in concrete):
+        labels, il, tl = concrete
+        if ((il < 0) | (il > t_max)).any() or ((tl < 0) | (tl > s_max)).any():
+            raise ValueError(
+                f"input_lengths must be in [0, {t_max}] and target_lengths in [0, {s_max}]; "
+                f"got {il.tolist()} and {tl.tolist()}"
+            )
+        in_use = np.arange(s_max) < tl[:, None]
+        if (in_use & ((labels < 0) | (labels >= num_classes) | (labels == blank))).any():
+            raise ValueError(
+                f"targets must be labels in [0, {num_classes}) other than blank={blank} "
+                f"within target_lengths"
+            )
+    used = jnp.arange(s_max) < target_lengths[:, None]
+    label_ok = (targets >= 0) & (targets < num_classes) & (targets != blank)
+    bad_label = jnp.any(used & ~label_ok, axis=1)
+    bad_length = (input_lengths < 0) | (input_lengths > t_max)
+    bad_length = bad_length | (target_lengths < 0) | (target_lengths > s_max)
+
+    dtype = log_probs.dtype
+    neg = jnp.asarray(-0.1 * jnp.finfo(dtype).max, dtype)
+    ext = _ctc_extended(jnp.where(used & label_ok, targets, blank), blank)
+    length = ext.shape[1]
+    lp_ext = jnp.take_along_axis(log_probs, ext[:, None, :], axis=2)  # (N, T, L)
+    skip = jnp.concatenate(
+        [jnp.zeros((n, 2), bool), (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])], axis=1
+    )
+    alpha0 = jnp.full((n, length), neg, dtype)
+    alpha0 = alpha0.at[:, 0].set(lp_ext[:, 0, 0])
+    if length > 1:
+        alpha0 = alpha0.at[:, 1].set(jnp.where(target_lengths > 0, lp_ext[:, 0, 1], neg))
+
+    def shift(a: jax.Array, k: int) -> jax.Array:
+        return jnp.concatenate([jnp.full((n, k), neg, dtype), a[:, :-k]], axis=1)
+
+    def step(alpha: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        lp_t, t = inputs
+        a1 = shift(alpha, 1)
+        a2 = jnp.where(skip, shift(alpha, 2), neg)
+        m = jnp.maximum(jnp.maximum(alpha, a1), a2)
+        total = m + jnp.log(jnp.exp(alpha - m) + jnp.exp(a1 - m) + jnp.exp(a2 - m)) + lp_t
+        new = jnp.maximum(total, neg)
+        return jnp.where((t < input_lengths)[:, None], new, alpha), None
+
+    xs = (jnp.moveaxis(lp_ext, 1, 0)[1:], jnp.arange(1, t_max))
+    alpha, _ = jax.lax.scan(step, alpha0, xs)
+    last = jnp.take_along_axis(alpha, (2 * target_lengths)[:, None], axis=1)[:, 0]
+    before = jnp.take_along_axis(alpha, jnp.maximum(2 * target_lengths - 1, 0)[:, None], 1)[:, 0]
+    before = jnp.where(target_lengths > 0, before, neg)
+    log_lik = jnp.logaddexp(last, before)
+    empty = jnp.where(target_lengths == 0, jnp.zeros((), dtype), neg)
+    log_lik = jnp.where(input_lengths == 0, empty, log_lik)
+    impossible = log_lik < 0.5 * neg
+    inf_value = 0.0 if zero_infinity else jnp.inf
+    loss = jnp.where(impossible, inf_value, -log_lik)
+    loss = jnp.where(bad_label | bad_length, jnp.nan, loss).astype(dtype)
+    if reduction == "mean":
+        return jnp.mean(loss / jnp.maximum(target_lengths, 1).astype(dtype))
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Name lookup
+
+_TABLE: dict[str, Callable[..., jax.Array]] = {
+    f.__name__: f
+    for f in (
+        mse_loss,
+        l1_loss,
+        huber_loss,
+        smooth_l1_loss,
+        poisson_nll_loss,
+        gaussian_nll_loss,
+        binary_cross_entropy,
+        binary_cross_entropy_with_logits,
+        soft_margin_loss,
+        multilabel_soft_margin_loss,
+        sigmoid_focal_loss,
+        cross_entropy,
+        nll_loss,
+        multi_margin_loss,
+        multilabel_margin_loss,
+        kl_div,
+        cosine_embedding_loss,
+        triplet_margin_loss,
+        triplet_margin_with_distance_loss,
+        margin_ranking_loss,
+        hinge_embedding_loss,
+        dice_loss,
+        ctc_loss,
+    )
+}
+
+NAMES: tuple[str, ...] = tuple(_TABLE)
+
+get = _checks.make_get(
+    "loss",
+    _TABLE,
+    {
+        "BCELoss": "binary_cross_entropy",
+        "bce": "binary_cross_entropy",
+        "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+        "bce_with_logits": "binary_cross_entropy_with_logits",
+        "KLDivLoss": "kl_div",
+        "NLLLoss": "nll_loss",
+        "MAELoss": "l1_loss",
+        "CTCLoss": "ctc_loss",
+        "FocalLoss": "sigmoid_focal_loss",
+        "SigmoidFocalLoss": "sigmoid_focal_loss",
+    },
+    strip_suffix="loss",
+)
