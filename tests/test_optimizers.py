@@ -124,7 +124,7 @@ def test_step_scalars_accurate_in_float32(beta):
     one_minus = np.asarray(jax.jit(O._one_minus_pow, static_argnums=0)(beta,
                                                                       jnp.asarray(t, jnp.float32)))
     ref = -np.expm1(t * math.log(beta))
-    np.testing.assert_allclose(one_minus, ref, rtol=3e-7)
+    np.testing.assert_allclose(one_minus, ref, rtol=4e-7)  # a few ulps; optax: ~1e-5
     rho = np.asarray(jax.jit(O._radam_rho, static_argnums=0)(beta, jnp.asarray(t, jnp.float32)))
     rho_inf = 2 / (1 - beta) - 1
     rho_ref = rho_inf - 2 * t * beta**t / (1 - beta**t)
@@ -138,13 +138,14 @@ _C = {k: np.linspace(0.5, 2.0, int(np.prod(s))).reshape(s) for k, s in
       {"a": (7, 5), "b": (3,), "c": (2, 3, 4), "d": ()}.items()}
 
 
+# Strongly convex (curvature >= 0.25), so differences contract instead of growing chaotically.
 def _loss_jax(p):
-    return sum(jnp.sum(0.5 * _C[k] * p[k] ** 2 + jnp.sin(3.0 * p[k])) for k in p)
+    return sum(jnp.sum(0.5 * _C[k] * p[k] ** 2 + 0.25 * jnp.sin(p[k])) for k in p)
 
 
 def _loss_torch(p):
     return sum(torch.sum(0.5 * torch.as_tensor(_C[k]).to(p[k].dtype) * p[k] ** 2
-                         + torch.sin(3.0 * p[k])) for k in p)
+                         + 0.25 * torch.sin(p[k])) for k in p)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -226,7 +227,9 @@ def test_multisteps_equals_one_step_on_mean_gradient(dtype):
     with precision(dtype):
         ref = run_torch(lambda p: torch.optim.Adam(p, lr=LR, amsgrad=True), PARAMS, mean,
                         dtype)[0]
-        ours = run_jax(optax.MultiSteps(O.adam(LR, amsgrad=True), k), PARAMS, GRADS, dtype)[0]
+        # optax accumulates in float32 unless told otherwise (even for float64 params).
+        multi = optax.MultiSteps(O.adam(LR, amsgrad=True), k, accumulator_dtype=dtype)
+        ours = run_jax(multi, PARAMS, GRADS, dtype)[0]
     assert max_rel_err(ours[k - 1::k], ref) <= TOL[dtype]
 
 
@@ -260,7 +263,7 @@ def test_jit_with_donated_state(name):
 
     donated = jax.jit(step, donate_argnums=(0, 1))
     plain = jax.jit(step)
-    p1 = p2 = _small_params(jnp.float32)
+    p1, p2 = _small_params(jnp.float32), _small_params(jnp.float32)
     s1, s2 = opt.init(p1), opt.init(p2)
     for t in range(3):
         g = {k: jnp.asarray(v[t], jnp.float32) for k, v in GRADS.items()}
