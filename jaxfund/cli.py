@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     train.add_argument("--epochs", type=_positive_int, default=30, help="total epochs")
     train.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size")
-    train.add_argument("--hidden", type=_int_tuple, default=(64, 64),
+    train.add_argument("--hidden", type=_int_tuple, default="64,64",
                        help="hidden widths, comma-separated (e.g. 64,64)")
     train.add_argument("--weight-decay", type=float, default=None,
                        help="weight decay passed to the optimizer; None keeps its torch default")
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     compare.add_argument("--epochs", type=_positive_int, default=30, help="epochs per run")
     compare.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size")
-    compare.add_argument("--hidden", type=_int_tuple, default=(64, 64),
+    compare.add_argument("--hidden", type=_int_tuple, default="64,64",
                          help="hidden widths, comma-separated")
     compare.add_argument("--seeds", type=_positive_int, default=3,
                          help="number of seeds per run (trained together with jax.vmap)")
@@ -281,9 +281,11 @@ def _device() -> tuple[str, int]:
 
 
 def _consoles():
+    """Rich consoles for stdout (tables) and stderr (progress); 120 columns when piped."""
     from rich.console import Console
 
-    return Console(), Console(stderr=True)
+    return (Console(width=None if sys.stdout.isatty() else 120),
+            Console(stderr=True, width=None if sys.stderr.isatty() else 120))
 
 
 # ------------------------------------------------------------------------------------- train
@@ -408,8 +410,10 @@ def _seed_trainer(model, tx, loss_fn: Callable, task: str, n_train: int, batch_s
                   epochs: int) -> Callable:
     """A jitted ``run(keys, x, y, x_test, y_test)`` that trains one model per key (vmap).
 
-    Each key is split into an init key and a shuffle key; epoch ``e`` visits the minibatches
-    of ``permutation(fold_in(shuffle_key, e))`` (ragged last batch dropped). Returns per-seed
+    Seed ``s`` (key ``key(s)``) trains exactly as ``jaxfund train --seed s``: parameters from
+    ``model.init(key(s))``, epoch ``e`` (1-based) visits the minibatches of
+    ``permutation(fold_in(key(s), e))`` as :func:`jaxfund.train.fit` does (ragged last batch
+    dropped). Returns per-seed
     arrays of shape ``(seeds, epochs)``: mean train loss over the epoch's steps, test loss and
     test metric (accuracy, or MSE for regression) after the epoch.
     """
@@ -427,8 +431,7 @@ def _seed_trainer(model, tx, loss_fn: Callable, task: str, n_train: int, batch_s
         return jnp.mean((outputs[..., 0] - y) ** 2)
 
     def one_seed(key, x, y, x_test, y_test):
-        init_key, shuffle_key = jax.random.split(key)
-        params = model.init(init_key)
+        params = model.init(key)
 
         def step(carry, idx):
             params, opt_state = carry
@@ -438,12 +441,12 @@ def _seed_trainer(model, tx, loss_fn: Callable, task: str, n_train: int, batch_s
             return (optax.apply_updates(params, updates), opt_state), loss
 
         def epoch(carry, e):
-            order = jax.random.permutation(jax.random.fold_in(shuffle_key, e), n_train)
+            order = jax.random.permutation(jax.random.fold_in(key, e), n_train)
             carry, losses = jax.lax.scan(step, carry, order[: steps * batch_size].reshape(steps, -1))
             outputs = model.apply(carry[0], x_test)
             return carry, (jnp.mean(losses), loss_fn(outputs, y_test), test_metric(outputs, y_test))
 
-        _, curves = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
+        _, curves = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(1, epochs + 1))
         return curves
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None, None, None)))
@@ -586,7 +589,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from jaxfund import plots
 
     x = jnp.linspace(-5.0, 5.0, args.points, dtype=jnp.float32)
-    at = jnp.asarray([-5.0, 0.0, 5.0], dtype=jnp.float32)
+    grid = jnp.concatenate([x, jnp.asarray([-5.0, 0.0, 5.0], dtype=jnp.float32)])  # + table
     families: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     table = Table(title="Activations: derivatives by jax.grad (torch's values at the kinks)")
     for column in ("family", "activation", "f(0)", "f'(-5)", "f'(0)", "f'(5)"):
@@ -603,11 +606,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             def f(t, fn=fn, kwargs=kwargs):
                 return fn(t, **kwargs)
 
-            y, dy = _value_and_derivative(f, x)
-            y0, dy0 = _value_and_derivative(f, at)
-            curves[name] = (np.asarray(y), np.asarray(dy))
-            table.add_row(slug, name, f"{float(y0[1]):.4g}",
-                          *(f"{float(d):.4g}" for d in dy0))
+            y, dy = (np.asarray(a) for a in _value_and_derivative(f, grid))
+            curves[name] = (y[: len(x)], dy[: len(x)])
+            table.add_row(slug, name, f"{y[len(x) + 1]:.4g}",
+                          *(f"{d:.4g}" for d in dy[len(x):]))
         if curves:
             families[family], slugs[family] = curves, slug
     plots.activations_figure(np.asarray(x), families, os.path.join(out, "activations.png"))
