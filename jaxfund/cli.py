@@ -43,11 +43,14 @@ _GRADIENT_ACTIVATIONS = "sigmoid,tanh,relu,gelu,identity"
 # glu) and prelu (leaky_relu with a learned slope) are not plotted; rrelu is its evaluation
 # mode (no key: slope (lower + upper) / 2); threshold gets the arguments in _PLOT_KWARGS.
 _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Sigmoid-like (bounded)", "sigmoid_like", ("sigmoid", "tanh", "hardsigmoid", "hardtanh", "softsign")),
-    ("ReLU-like (piecewise linear)", "relu_like", ("identity", "relu", "relu6", "leaky_relu", "rrelu")),
-    ("Smooth ReLU-like", "smooth_relu_like", ("elu", "selu", "celu", "gelu", "silu", "mish",
-                                              "softplus", "hardswish", "logsigmoid")),
-    ("Shrink / threshold", "shrink_threshold", ("hardshrink", "softshrink", "tanhshrink", "threshold")),
+    ("Sigmoid-like (bounded)", "sigmoid_like",
+     ("sigmoid", "tanh", "hardsigmoid", "hardtanh", "softsign")),
+    ("ReLU-like (piecewise linear)", "relu_like",
+     ("identity", "relu", "relu6", "leaky_relu", "rrelu")),
+    ("Smooth ReLU-like", "smooth_relu_like",
+     ("elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "hardswish", "logsigmoid")),
+    ("Shrink / threshold", "shrink_threshold",
+     ("hardshrink", "softshrink", "tanhshrink", "threshold")),
 )
 _PLOT_KWARGS: dict[str, dict[str, float]] = {"threshold": {"threshold": 1.0, "value": 0.0}}
 
@@ -221,7 +224,8 @@ def _check_dataset(name: str, option: str) -> str:
     from jaxfund import data
 
     if name not in data.NAMES:
-        raise _UsageError(f"{option}: unknown dataset {name!r}; valid names: {', '.join(data.NAMES)}")
+        raise _UsageError(f"{option}: unknown dataset {name!r}; "
+                          f"valid names: {', '.join(data.NAMES)}")
     return name
 
 
@@ -300,7 +304,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = _output_dir(args.out)
     checkpoint = os.path.join(out, "checkpoint")
     if args.resume and not os.path.exists(checkpoint):
-        raise _UsageError(f"--resume: no checkpoint at {checkpoint!r}; train without --resume first")
+        raise _UsageError(f"--resume: no checkpoint at {checkpoint!r}; "
+                          "train without --resume first")
 
     import jax
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -313,8 +318,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "hidden": list(args.hidden), "batch_size": args.batch_size, "seed": args.seed}
     ds = data.load(args.dataset)
     _check_batch_size(args.batch_size, ds)
-    model = models.MLP(ds.num_features, args.hidden, models.output_features(ds.task, ds.num_classes),
-                       args.activation)
+    out_features = models.output_features(ds.task, ds.num_classes)
+    model = models.MLP(ds.num_features, args.hidden, out_features, args.activation)
     state = train.TrainState.create(model.init(jax.random.key(args.seed)), tx)
     history: list[dict] = []
     start_epoch = 0
@@ -329,6 +334,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{k}={saved.get(k)!r} (now {config[k]!r})" for k in differ)
             raise _UsageError(f"--resume: the checkpoint was trained with {shown}")
         start_epoch, history = int(extra["epoch"]), list(extra["history"])
+        if start_epoch > args.epochs:
+            raise _UsageError(f"--epochs {args.epochs}: the checkpoint is already at epoch "
+                              f"{start_epoch}; pass --epochs >= {start_epoch}")
 
     mesh = train.data_mesh() if args.data_parallel else None
     device, _ = _device()
@@ -361,10 +369,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
                            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                            eval_data=(ds.x_test, ds.y_test), start_epoch=start_epoch,
                            mesh=mesh, callback=on_epoch)
-    if not history:
-        raise _UsageError(f"--epochs {args.epochs}: nothing to train (checkpoint is at epoch "
-                          f"{start_epoch})")
-
     last = history[-1]
     metrics = {
         **config, "task": ds.task, "epochs": args.epochs, "resumed_from_epoch": start_epoch,
@@ -385,8 +389,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     table.add_column("", style="bold")
     table.add_column("value", justify="right")
     rows = [
-        ("model", f"MLP {ds.num_features}-{'-'.join(map(str, args.hidden))}-"
-                  f"{models.output_features(ds.task, ds.num_classes)} {args.activation}"),
+        ("model", f"MLP {ds.num_features}-{'-'.join(map(str, args.hidden))}-{out_features} "
+                  f"{args.activation}"),
         ("optimizer", f"{args.optimizer} lr={args.lr:g}"),
         ("epochs", f"{args.epochs}" + (f" (resumed at {start_epoch})" if start_epoch else "")),
         ("final train loss", f"{metrics['final_train_loss']:.4f}"),
@@ -442,7 +446,8 @@ def _seed_trainer(model, tx, loss_fn: Callable, task: str, n_train: int, batch_s
 
         def epoch(carry, e):
             order = jax.random.permutation(jax.random.fold_in(key, e), n_train)
-            carry, losses = jax.lax.scan(step, carry, order[: steps * batch_size].reshape(steps, -1))
+            batches = order[: steps * batch_size].reshape(steps, batch_size)
+            carry, losses = jax.lax.scan(step, carry, batches)
             outputs = model.apply(carry[0], x_test)
             return carry, (jnp.mean(losses), loss_fn(outputs, y_test), test_metric(outputs, y_test))
 
@@ -628,7 +633,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _gradient_norms(model, params, x, y, loss_fn: Callable):
-    """Frobenius norm of ``∂ loss_fn(model.apply(params, x), y) / ∂ w`` for each layer's ``w``."""
+    """Per-layer Frobenius norms ``‖∂ loss_fn(model.apply(params, x), y) / ∂ w_l‖``."""
     import jax
     import jax.numpy as jnp
 

@@ -207,6 +207,9 @@ def test_resume_ends_where_the_uninterrupted_run_does(capsys, tmp_path):
                        "--out", split)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "lr=0.001" in err and "0.01" in err
+    # Resuming to fewer epochs than the checkpoint holds is refused too.
+    code, _, err = run(capsys, "train", "--epochs", "3", *TINY_TRAIN, "--resume", "--out", split)
+    assert code == 2 and "already at epoch 4" in err and len(err.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------------- compare
@@ -334,7 +337,7 @@ def test_gradient_norms_match_torch(activation):
 
 
 def test_console_script_and_python_m_with_data_parallel(tmp_path, capsys):
-    script = shutil.which("jaxfund", path=str(Path(sys.executable).parent)) or shutil.which("jaxfund")
+    script = shutil.which("jaxfund", path=str(Path(sys.executable).parent))
     assert script, "the jaxfund console script is not installed"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert "compare" in done.stdout
