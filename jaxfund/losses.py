@@ -343,6 +343,10 @@ def _clamped_log(x: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.log(x), -100.0)
 
 
+# torch clamps p(1-p) in the BCE backward at the float32 value of 1e-12 in every dtype.
+_BCE_EPS = float(np.float32(1e-12))
+
+
 @jax.custom_jvp
 def _bce(p: jax.Array, y: jax.Array) -> jax.Array:
     return -(y * _clamped_log(p) + (1 - y) * _clamped_log(1 - p))
@@ -353,7 +357,7 @@ def _bce_jvp(primals, tangents):
     p, y = primals
     dp, dy = tangents
     out = _bce(p, y)
-    grad_p = (p - y) / jnp.maximum(p * (1 - p), 1e-12)
+    grad_p = (p - y) / jnp.maximum(p * (1 - p), _BCE_EPS)
     grad_y = jnp.log1p(-p) - jnp.log(p)
     return out, grad_p * dp + grad_y * dy
 

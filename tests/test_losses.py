@@ -112,48 +112,49 @@ LOGP = jax.nn.log_softmax(X)
 TRIP = [jnp.asarray(_RNG.normal(size=(6, 4)), jnp.float32) for _ in range(3)]
 
 OPTAX_EQUAL = {
-    "mse=squared_error": (lambda: L.mse_loss(X, Y), lambda: optax.squared_error(X, Y).mean()),
-    "mse=2*l2_loss": (lambda: L.mse_loss(X, Y), lambda: 2 * optax.l2_loss(X, Y).mean()),
+    "mse=squared_error": (lambda: L.mse_loss(X, Y), lambda: optax.losses.squared_error(X, Y).mean()),
+    "mse=2*l2_loss": (lambda: L.mse_loss(X, Y), lambda: 2 * optax.losses.l2_loss(X, Y).mean()),
     "huber": (lambda: L.huber_loss(X, Y, delta=0.7, reduction="none"),
-              lambda: optax.huber_loss(X, Y, delta=0.7)),
+              lambda: optax.losses.huber_loss(X, Y, delta=0.7)),
     "smooth_l1=huber/beta": (lambda: L.smooth_l1_loss(X, Y, beta=0.7, reduction="none"),
-                             lambda: optax.huber_loss(X, Y, delta=0.7) / 0.7),
+                             lambda: optax.losses.huber_loss(X, Y, delta=0.7) / 0.7),
     "bce_logits": (lambda: L.binary_cross_entropy_with_logits(X, P01, reduction="none"),
-                   lambda: optax.sigmoid_binary_cross_entropy(X, P01)),
+                   lambda: optax.losses.sigmoid_binary_cross_entropy(X, P01)),
     "ce_int": (lambda: L.cross_entropy(X, LABELS, reduction="none"),
-               lambda: optax.softmax_cross_entropy_with_integer_labels(X, LABELS)),
+               lambda: optax.losses.softmax_cross_entropy_with_integer_labels(X, LABELS)),
     "ce_probs": (lambda: L.cross_entropy(X, PROBS, reduction="none"),
-                 lambda: optax.softmax_cross_entropy(X, PROBS)),
+                 lambda: optax.losses.softmax_cross_entropy(X, PROBS)),
     "ce_smoothing": (lambda: L.cross_entropy(X, LABELS, label_smoothing=0.2, reduction="none"),
-                     lambda: optax.softmax_cross_entropy(
-                         X, optax.smooth_labels(jax.nn.one_hot(LABELS, 5), 0.2))),
+                     lambda: optax.losses.softmax_cross_entropy(
+                         X, optax.losses.smooth_labels(jax.nn.one_hot(LABELS, 5), 0.2))),
     "kl_div_batchmean": (lambda: L.kl_div(LOGP, PROBS, reduction="batchmean"),
-                         lambda: optax.kl_divergence(LOGP, PROBS).mean()),
+                         lambda: optax.losses.kl_divergence(LOGP, PROBS).mean()),
     "kl_div_mean=sum/numel": (lambda: L.kl_div(LOGP, PROBS),
-                              lambda: optax.kl_divergence(LOGP, PROBS).sum() / PROBS.size),
+                              lambda: optax.losses.kl_divergence(LOGP, PROBS).sum() / PROBS.size),
     "kl_div_log_target": (lambda: L.kl_div(LOGP, jnp.log(PROBS), "none", True).sum(-1),
-                          lambda: optax.kl_divergence_with_log_targets(LOGP, jnp.log(PROBS))),
+                          lambda: optax.losses.kl_divergence_with_log_targets(LOGP, jnp.log(PROBS))),
     "cosine_embedding_y=1": (
         lambda: L.cosine_embedding_loss(X, Y, jnp.ones(6), reduction="none"),
-        lambda: 1 - optax.cosine_similarity(X, Y)),
+        lambda: 1 - optax.losses.cosine_similarity(X, Y)),
     "triplet_p2": (lambda: L.triplet_margin_loss(*TRIP, reduction="none"),
-                   lambda: optax.triplet_margin_loss(*TRIP)),
+                   lambda: optax.losses.triplet_margin_loss(*TRIP)),
     "focal_alpha": (lambda: L.sigmoid_focal_loss(X, P01),
-                    lambda: optax.sigmoid_focal_loss(X, P01, alpha=0.25, gamma=2.0)),
+                    lambda: optax.losses.sigmoid_focal_loss(X, P01, alpha=0.25, gamma=2.0)),
     "focal_no_alpha": (lambda: L.sigmoid_focal_loss(X, P01, alpha=-1, gamma=1.5),
-                       lambda: optax.sigmoid_focal_loss(X, P01, gamma=1.5)),
+                       lambda: optax.losses.sigmoid_focal_loss(X, P01, gamma=1.5)),
     "hinge_loss=margin_ranking(x,0,y,1)": (
         lambda: L.margin_ranking_loss(X, jnp.zeros_like(X), jnp.sign(Y), 1.0, "none"),
-        lambda: optax.hinge_loss(X, jnp.sign(Y))),
+        lambda: optax.losses.hinge_loss(X, jnp.sign(Y))),
     "dice_per_class(smooth)=optax(smooth/2)": (
         lambda: L.dice_loss(PROBS.reshape(2, 3, 5), P01.reshape(2, 3, 5), smooth=1.0,
                             per_class=True, reduction="none"),
-        lambda: optax.dice_loss(PROBS.reshape(2, 3, 5), P01.reshape(2, 3, 5), smooth=0.5,
+        lambda: optax.losses.dice_loss(PROBS.reshape(2, 3, 5), P01.reshape(2, 3, 5), smooth=0.5,
                                 apply_softmax=False)),
     "dice_whole_sample": (
         lambda: L.dice_loss(PROBS.reshape(2, 15), P01.reshape(2, 15), reduction="none"),
-        lambda: optax.dice_loss(PROBS.reshape(2, 15, 1), P01.reshape(2, 15, 1), smooth=0.5,
-                                apply_softmax=False)),
+        # optax applies a sigmoid when C == 1: feed it logit(p).
+        lambda: optax.losses.dice_loss(jax.scipy.special.logit(PROBS).reshape(2, 15, 1),
+                                       P01.reshape(2, 15, 1), smooth=0.5)),
 }
 
 
@@ -167,33 +168,33 @@ def test_equals_optax(name):
 
 def test_optax_differences_are_real():
     # l2_loss is half the squared error.
-    np.testing.assert_allclose(optax.l2_loss(X, Y), 0.5 * L.mse_loss(X, Y, reduction="none"))
+    np.testing.assert_allclose(optax.losses.l2_loss(X, Y), 0.5 * L.mse_loss(X, Y, reduction="none"))
     # Integer-label CE: -100 gives NaN in optax, is ignored here; -1 wraps to the last class.
     y = LABELS.at[0].set(-100)
-    assert np.isnan(optax.softmax_cross_entropy_with_integer_labels(X, y)[0])
+    assert np.isnan(optax.losses.softmax_cross_entropy_with_integer_labels(X, y)[0])
     ours = L.cross_entropy(X, y, reduction="none")
     assert ours[0] == 0 and np.isfinite(L.cross_entropy(X, y))
-    wrapped = optax.softmax_cross_entropy_with_integer_labels(X, LABELS.at[0].set(-1))[0]
+    wrapped = optax.losses.softmax_cross_entropy_with_integer_labels(X, LABELS.at[0].set(-1))[0]
     np.testing.assert_allclose(wrapped, -LOGP[0, -1], rtol=1e-6)
     with pytest.raises(ValueError, match="outside the valid range"):
         L.cross_entropy(X, LABELS.at[0].set(-1))
     # Triplet: optax is wrong for p != 2 (no |.|, eps inside the sum); it has no swap.
     ours_p1 = L.triplet_margin_loss(*TRIP, p=1, reduction="none")
-    theirs_p1 = optax.triplet_margin_loss(*TRIP, norm_degree=1)
+    theirs_p1 = optax.losses.triplet_margin_loss(*TRIP, norm_degree=1)
     assert np.max(np.abs(ours_p1 - theirs_p1)) > 0.1
     ref_p1 = F.triplet_margin_loss(*(torch.tensor(np.asarray(t)) for t in TRIP), p=1,
                                    reduction="none")
     np.testing.assert_allclose(ours_p1, ref_p1.numpy(), rtol=1e-5, atol=1e-6)
     # Focal: optax's default alpha=None is no alpha weighting; torchvision's default is 0.25.
-    assert not np.allclose(optax.sigmoid_focal_loss(X, P01), L.sigmoid_focal_loss(X, P01))
+    assert not np.allclose(optax.losses.sigmoid_focal_loss(X, P01), L.sigmoid_focal_loss(X, P01))
     # Dice: optax's smooth is half the usual one.
     p3, t3 = PROBS.reshape(2, 3, 5), P01.reshape(2, 3, 5)
-    assert not np.allclose(optax.dice_loss(p3, t3, smooth=1.0, apply_softmax=False),
+    assert not np.allclose(optax.losses.dice_loss(p3, t3, smooth=1.0, apply_softmax=False),
                            L.dice_loss(p3, t3, smooth=1.0, per_class=True, reduction="none"))
     # optax's CTC returns a large finite number where the alignment is impossible.
     logits = jnp.zeros((1, 2, 3))
     labels = jnp.asarray([[1, 1]])
-    optax_value = optax.ctc_loss(logits, jnp.zeros((1, 2)), labels, jnp.zeros((1, 2)))
+    optax_value = optax.losses.ctc_loss(logits, jnp.zeros((1, 2)), labels, jnp.zeros((1, 2)))
     assert np.isfinite(optax_value).all() and optax_value[0] > 1e4
     assert np.isinf(L.ctc_loss(jax.nn.log_softmax(logits), labels, jnp.asarray([2]),
                                jnp.asarray([2]), reduction="none"))[0]
@@ -214,15 +215,16 @@ def test_ctc_matches_optax_value_and_gradient(dtype):
     with jax.enable_x64(dtype == "float64"):
         x = jnp.asarray(logits, dtype)
 
-        def ours(x):
-            return L.ctc_loss(jax.nn.log_softmax(x), labels, il, tl, reduction="sum")
+        @jax.jit
+        def both(x):
+            ours = lambda x: L.ctc_loss(jax.nn.log_softmax(x), labels, il, tl, reduction="sum")
+            theirs = lambda x: optax.losses.ctc_loss(x, lpad, labels, ypad).sum()
+            return jax.value_and_grad(ours)(x), jax.value_and_grad(theirs)(x)
 
-        def theirs(x):
-            return optax.ctc_loss(x, lpad, labels, ypad).sum()
-
+        (v, g), (v_ref, g_ref) = both(x)
         tol = TOL[dtype] * 10
-        np.testing.assert_allclose(ours(x), theirs(x), rtol=tol)
-        np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(theirs)(x), rtol=tol, atol=tol)
+        np.testing.assert_allclose(v, v_ref, rtol=tol)
+        np.testing.assert_allclose(g, g_ref, rtol=tol, atol=tol)
 
 
 def test_ctc_zero_infinity_and_impossible_alignment():
@@ -235,8 +237,8 @@ def test_ctc_zero_infinity_and_impossible_alignment():
     np.testing.assert_allclose(loss, ref.numpy(), rtol=1e-6)
     assert np.isinf(loss[0])
     f = lambda x: L.ctc_loss(x, targets, il, tl, reduction="sum", zero_infinity=True)
-    assert f(lp) == pytest.approx(float(loss[1]), rel=1e-6)
-    g = jax.grad(f)(lp)
+    value, g = jax.jit(jax.value_and_grad(f))(lp)
+    assert value == pytest.approx(float(loss[1]), rel=1e-6)
     assert np.all(g[0] == 0) and np.all(np.isfinite(g))
 
 
@@ -362,8 +364,8 @@ def test_kink_gradients_follow_torch():
                                     (L.nll_loss, F.nll_loss)])
 def test_all_ignored_is_nan_under_mean(fn, tfn):
     y = jnp.full((6,), -100)
-    assert np.isnan(fn(X, y)) and torch.isnan(tfn(torch.tensor(np.asarray(X)),
-                                                  torch.tensor(np.asarray(y))))
+    ref = tfn(torch.tensor(np.asarray(X)), torch.tensor(np.asarray(y), dtype=torch.long))
+    assert np.isnan(fn(X, y)) and torch.isnan(ref)
     assert fn(X, y, reduction="sum") == 0
 
 
@@ -495,54 +497,70 @@ NONNEG = {
 }
 
 _floats = st.floats(-30, 30, allow_nan=False, width=32)
-_batch = st.integers(1, 4).flatmap(
-    lambda n: st.tuples(
-        st.lists(_floats, min_size=3 * n, max_size=3 * n),
-        st.lists(_floats, min_size=3 * n, max_size=3 * n),
-        st.lists(st.integers(0, 2), min_size=n, max_size=n),
-    )
+_batch = st.tuples(
+    st.lists(_floats, min_size=12, max_size=12),
+    st.lists(_floats, min_size=12, max_size=12),
+    st.lists(st.integers(0, 2), min_size=4, max_size=4),
 )
 
 
 def _arrays(data):
     x, y, lab = data
-    n = len(lab)
-    return (jnp.asarray(x, jnp.float32).reshape(n, 3), jnp.asarray(y, jnp.float32).reshape(n, 3),
+    return (jnp.asarray(x, jnp.float32).reshape(4, 3), jnp.asarray(y, jnp.float32).reshape(4, 3),
             jnp.asarray(lab))
+
+
+@jax.jit
+def _all_nonneg(x, y, lab):
+    return {name: f(x, y, lab) for name, f in NONNEG.items()}
 
 
 @settings(max_examples=25, deadline=None)
 @given(_batch)
 def test_losses_are_nonnegative(data):
-    x, y, lab = _arrays(data)
-    for name, f in NONNEG.items():
-        out = np.asarray(f(x, y, lab))
-        assert np.all(out >= -1e-6), name
+    for name, out in _all_nonneg(*_arrays(data)).items():
+        assert np.all(np.asarray(out) >= -1e-6), name
+
+
+REDUCED = {
+    "mse": (lambda x, y, lab, r: L.mse_loss(x, y, reduction=r), 12),
+    "huber": (lambda x, y, lab, r: L.huber_loss(x, y, reduction=r), 12),
+    "bce_logits": (lambda x, y, lab, r: L.binary_cross_entropy_with_logits(
+        x, jax.nn.sigmoid(y), reduction=r), 12),
+    "ce": (lambda x, y, lab, r: L.cross_entropy(x, lab, reduction=r), 4),
+    "nll": (lambda x, y, lab, r: L.nll_loss(jax.nn.log_softmax(x), lab, reduction=r), 4),
+    "multi_margin": (lambda x, y, lab, r: L.multi_margin_loss(x, lab, reduction=r), 4),
+    "kl_div": (lambda x, y, lab, r: L.kl_div(jax.nn.log_softmax(x), jax.nn.softmax(y),
+                                             reduction=r), 12),
+}
+
+
+@jax.jit
+def _all_reduced(x, y, lab):
+    return {k: {r: jnp.sum(f(x, y, lab, r)) for r in ("mean", "sum", "none")}
+            for k, (f, _) in REDUCED.items()}
 
 
 @settings(max_examples=25, deadline=None)
 @given(_batch)
 def test_sum_is_mean_times_count(data):
-    x, y, lab = _arrays(data)
-    for f, count in [
-        (lambda r: L.mse_loss(x, y, reduction=r), x.size),
-        (lambda r: L.huber_loss(x, y, reduction=r), x.size),
-        (lambda r: L.binary_cross_entropy_with_logits(x, jax.nn.sigmoid(y), reduction=r), x.size),
-        (lambda r: L.cross_entropy(x, lab, reduction=r), len(lab)),
-        (lambda r: L.nll_loss(jax.nn.log_softmax(x), lab, reduction=r), len(lab)),
-        (lambda r: L.multi_margin_loss(x, lab, reduction=r), len(lab)),
-        (lambda r: L.kl_div(jax.nn.log_softmax(x), jax.nn.softmax(y), reduction=r), x.size),
-    ]:
-        np.testing.assert_allclose(f("sum"), f("mean") * count, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(f("sum"), jnp.sum(f("none")), rtol=1e-5, atol=1e-5)
+    for name, out in _all_reduced(*_arrays(data)).items():
+        count = REDUCED[name][1]
+        np.testing.assert_allclose(out["sum"], out["mean"] * count, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(out["sum"], out["none"], rtol=1e-5, atol=1e-4)
+
+
+@jax.jit
+def _shifted_ce(x, lab, shift):
+    a = L.cross_entropy(x, lab, label_smoothing=0.1, reduction="none")
+    return a, L.cross_entropy(x + shift, lab, label_smoothing=0.1, reduction="none")
 
 
 @settings(max_examples=25, deadline=None)
 @given(_batch, st.floats(-50, 50, allow_nan=False))
 def test_cross_entropy_shift_invariance(data, shift):
     x, y, lab = _arrays(data)
-    a = L.cross_entropy(x, lab, label_smoothing=0.1, reduction="none")
-    b = L.cross_entropy(x + shift, lab, label_smoothing=0.1, reduction="none")
+    a, b = _shifted_ce(x, lab, shift)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
