@@ -333,7 +333,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if differ:
             shown = ", ".join(f"{k}={saved.get(k)!r} (now {config[k]!r})" for k in differ)
             raise _UsageError(f"--resume: the checkpoint was trained with {shown}")
-        start_epoch, history = int(extra["epoch"]), list(extra["history"])
+        start_epoch = int(extra["epoch"])
+        history = [{k: float(v) if isinstance(v, str) else v for k, v in entry.items()}
+                   for entry in extra["history"]]  # "nan"/"inf" strings back to floats
         if start_epoch > args.epochs:
             raise _UsageError(f"--epochs {args.epochs}: the checkpoint is already at epoch "
                               f"{start_epoch}; pass --epochs >= {start_epoch}")
@@ -355,9 +357,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             loss="-", metric="", speed="")
 
     def on_epoch(entry: dict, epoch_state: Any) -> None:
-        history.append(_plain(entry))
+        history.append(dict(entry))
         train.save(checkpoint, epoch_state, extra={"epoch": entry["epoch"], "seed": args.seed,
-                                                   "config": config, "history": history})
+                                                   "config": config, "history": _plain(history)})
         speed = steps_per_epoch / entry["seconds"] if entry.get("seconds") else float("nan")
         progress.update(bar, advance=1, loss=f"{history[-1]['train_loss']:.4f}",
                         metric=f"{metric.replace('_', ' ')} {history[-1][metric]:.4f}",
