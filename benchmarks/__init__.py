@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="directory for <device>.json and <device>.md "
                              "(default: benchmarks/results)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved rounds per case (default 7; 1 with --quick)")
+                        help="interleaved rounds per case (default 5; 1 with --quick)")
     parser.add_argument("--no-torch-compile", action="store_true",
                         help="skip the torch.compile train-step row")
     return parser
@@ -50,12 +50,13 @@ def run(suites: list[str], *, quick: bool = False, repeats: int | None = None,
     from benchmarks import _harness
 
     config = _harness.Config.make(quick, repeats)
+    _harness.LOG[:] = [log] if log else []
     results: dict[str, Any] = {
         "quick": quick,
         "repeats": config.repeats,
         "environment": _harness.environment(),
-        "ratio_definition": "time(jaxfund) / time(reference), medians of interleaved runs; "
-                            "< 1 means jaxfund is faster",
+        "ratio_definition": "time(jaxfund) / time(reference): median over interleaved rounds "
+                            "of the ratio within each round; < 1 means jaxfund is faster",
         "suites": {},
     }
     start = time.perf_counter()

@@ -28,15 +28,15 @@ class Config:
     """How long and how big: ``quick`` is the CI smoke run (tiny sizes, one sample each)."""
 
     quick: bool = False
-    repeats: int = 7
-    min_sample_seconds: float = 0.05
+    repeats: int = 5
+    min_sample_seconds: float = 0.03
     warmup: int = 2
 
     @classmethod
     def make(cls, quick: bool, repeats: int | None = None) -> "Config":
         if quick:
             return cls(quick=True, repeats=repeats or 1, min_sample_seconds=0.0, warmup=1)
-        return cls(quick=False, repeats=repeats or 7)
+        return cls(quick=False, repeats=repeats or 5)
 
 
 def torch_device() -> str:
@@ -62,7 +62,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, 
     Each callable must block until its work is done. The warm-up calls (compilation, first-touch
     allocation) are excluded. Each sample repeats a callable ``number`` times, chosen so a sample
     lasts at least ``config.min_sample_seconds``; the reported time is the sample time divided by
-    ``number``, and the median over ``config.repeats`` rounds is the figure used for ratios.
+    ``number``. ``median_s`` is the median over ``config.repeats`` rounds; ``rounds`` keeps
+    every round's time so ratios can be paired (see :func:`paired_ratio`).
     """
     names = list(fns)
     numbers = {}
@@ -88,14 +89,31 @@ def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, 
             "min_s": min(values),
             "samples": len(values),
             "calls_per_sample": numbers[name],
+            "rounds": values,
         }
         for name, values in samples.items()
     }
 
 
-def ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``; both are positive timings."""
-    return float(numerator) / float(denominator)
+LOG: list[Callable[[str], None]] = []
+
+
+def progress(message: str) -> None:
+    """Report progress (one line per case) to the logger main() installed, if any."""
+    for log in LOG:
+        log(message)
+
+
+def paired_ratio(mine: dict[str, Any], theirs: dict[str, Any]) -> float:
+    """Median over rounds of ``mine / theirs`` measured in the same round.
+
+    Pairing the two timings of a round cancels load that drifts slower than one round (a shared
+    machine); without per-round samples (a non-interleaved row) it is the ratio of the medians.
+    """
+    a, b = mine.get("rounds"), theirs.get("rounds")
+    if a and b and len(a) == len(b):
+        return float(statistics.median(x / y for x, y in zip(a, b)))
+    return float(mine["median_s"]) / float(theirs["median_s"])
 
 
 def jax_blocking(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -210,13 +228,15 @@ def summarise(case: str, times: dict[str, dict[str, float]], moved: int, bandwid
               ours: str = "jaxfund") -> dict[str, Any]:
     """One result row: the timings, ``ours/reference`` time ratios and achieved bandwidth.
 
-    A ratio below 1 means ``ours`` is faster than that reference.
+    A ratio below 1 means ``ours`` is faster than that reference; ratios are paired per round.
     """
     mine = times[ours]["median_s"]
+    progress(f"  {case}: " + ", ".join(f"{name} {t['median_s'] * 1e3:.3g} ms"
+                                       for name, t in times.items()))
     return {
         "case": case,
         "times": times,
-        "ratios": {f"{ours}/{ref}": ratio(mine, t["median_s"])
+        "ratios": {f"{ours}/{ref}": paired_ratio(times[ours], t)
                    for ref, t in times.items() if ref != ours},
         "bytes_per_call": moved,
         "bytes_per_s": {name: moved / t["median_s"] for name, t in times.items()},

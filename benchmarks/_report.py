@@ -7,6 +7,8 @@ import math
 import os
 from typing import Any
 
+from benchmarks._harness import paired_ratio
+
 
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
@@ -55,11 +57,10 @@ def _optimizer_suite(suite: dict[str, Any]) -> list[str]:
     for case in suite["cases"]:
         times = case["times"]
         ms = [times[i]["median_s"] * 1e3 if i in times else None for i in impls]
-        fused = times.get("torch[fused]", {}).get("median_s")
-        flat = times.get("jaxfund[flat]", {}).get("median_s")
+        fused, flat = times.get("torch[fused]"), times.get("jaxfund[flat]")
         rows.append([case["case"], *ms, case["ratios"].get("jaxfund/optax"),
                      case["ratios"].get("jaxfund/torch[fused]"),
-                     flat / fused if flat and fused else None,
+                     paired_ratio(flat, fused) if flat and fused else None,
                      case["fraction_of_copy_bandwidth"]["jaxfund"]])
     return lines + _table(header, rows) + [""]
 

@@ -237,7 +237,8 @@ def run(config: _harness.Config, torch_compile: bool = True) -> dict[str, Any]:
                                 "samples": fit_epochs - 1, "calls_per_sample": 1,
                                 "interleaved": False}
         first["jaxfund fit"] = fit_result.compile_seconds + fit_result.history[0]["seconds"]
-        reference = times["torch"]["median_s"]
+        _harness.progress(f"  {net['name']}: " + ", ".join(
+            f"{name} {samples / t['median_s']:,.0f}/s" for name, t in times.items()))
         suite["cases"].append({
             "case": net["name"],
             "batch": net["batch"],
@@ -247,9 +248,9 @@ def run(config: _harness.Config, torch_compile: bool = True) -> dict[str, Any]:
             "samples_per_s": {name: samples / t["median_s"] for name, t in times.items()},
             "compile_s": {name: max(first[name] - times[name]["median_s"], 0.0)
                           for name in times},
-            "ratios": {f"{name}/torch": _harness.ratio(t["median_s"], reference)
+            "ratios": {f"{name}/torch": _harness.paired_ratio(t, times["torch"])
                        for name, t in times.items() if name != "torch"},
-            "speedup_vs_torch": {name: _harness.ratio(reference, t["median_s"])
+            "speedup_vs_torch": {name: 1.0 / _harness.paired_ratio(t, times["torch"])
                                  for name, t in times.items() if name != "torch"},
             "failed": failed,
         })
