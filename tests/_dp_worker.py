@@ -11,7 +11,6 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec as P
 
 from jaxfund import data, models, optimizers, train
 
@@ -22,18 +21,29 @@ def main() -> None:
     tx = optimizers.adam(lr=1e-3)
     loss_fn = train.loss_for_task("multiclass")
     init = model.init(jax.random.key(0))
+    shard_shapes = set()
+
+    def apply_fn(params, x):
+        """model.apply, recording the per-device shape of the batch inside the compiled step."""
+        jax.debug.inspect_array_sharding(
+            x, callback=lambda sharding: shard_shapes.add(sharding.shard_shape(x.shape)))
+        return model.apply(params, x)
 
     def fresh():
         return train.TrainState.create(jax.tree.map(jnp.array, init), tx)
 
     mesh = train.data_mesh()
-    kwargs = dict(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, epochs=3, batch_size=64,
+    kwargs = dict(apply_fn=apply_fn, loss_fn=loss_fn, tx=tx, epochs=3, batch_size=64,
                   seed=7, eval_data=(ds.x_test, ds.y_test))
     single = train.fit(fresh(), (ds.x_train, ds.y_train), **kwargs)
+    single_shard_shapes = sorted(shard_shapes)
+    shard_shapes.clear()
     parallel = train.fit(fresh(), (ds.x_train, ds.y_train), mesh=mesh, **kwargs)
+    fit_shard_shapes = sorted(shard_shapes)
+    shard_shapes.clear()
 
     single_step = train.make_train_step(model.apply, loss_fn, tx)
-    parallel_step = train.make_train_step(model.apply, loss_fn, tx, mesh=mesh)
+    parallel_step = train.make_train_step(apply_fn, loss_fn, tx, mesh=mesh)
     state_1, state_8 = fresh(), fresh()
     losses_1, losses_8 = [], []
     for i in range(5):
@@ -47,7 +57,6 @@ def main() -> None:
         return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
                    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-    sharded = jax.device_put(ds.x_train[:64], train._shardings(mesh)[1])
     param = parallel.state.params[0]["w"]
     print(json.dumps({
         "devices": jax.device_count(),
@@ -65,8 +74,9 @@ def main() -> None:
                                   and len(param.sharding.device_set) == 8),
         "params_spec": str(param.sharding.spec),
         "state_params_spec": str(state_8.params[0]["w"].sharding.spec),
-        "batch_shard_shapes": sorted({tuple(s.data.shape) for s in sharded.addressable_shards}),
-        "batch_spec_is_data": sharded.sharding.spec == P("data"),
+        "single_device_batch_shapes": single_shard_shapes,
+        "fit_batch_shard_shapes": fit_shard_shapes,
+        "step_batch_shard_shapes": sorted(shard_shapes),
     }))
 
 

@@ -253,7 +253,11 @@ def test_data_parallel_equals_single_device():
     assert report["devices"] == 8 and report["mesh_shape"] == {"data": 8}
     assert report["params_replicated"] and report["params_spec"] == "P()"
     assert report["state_params_spec"] == "P()"
-    assert report["batch_spec_is_data"] and report["batch_shard_shapes"] == [[8, 20]]
+    # Inside the compiled step each device sees 64 / 8 = 8 examples (one device: all 64; the
+    # full 200-example eval batch is not sharded).
+    assert report["single_device_batch_shapes"] == [[64, 20], [200, 20]]
+    assert report["fit_batch_shard_shapes"] == [[8, 20], [200, 20]]
+    assert report["step_batch_shard_shapes"] == [[8, 20]]
     assert report["fit_steps"] == [36, 36]
     # Not bitwise: each device sums its 8 examples, then the partial gradients are all-reduced,
     # a different float32 summation order than one device's; after 36 Adam steps that is a few
