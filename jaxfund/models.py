@@ -55,7 +55,8 @@ def output_features(task: str, num_classes: int = 0) -> int:
     if task != "multiclass":
         return 1
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2 for task='multiclass', got {num_classes!r}")
+        raise ValueError(
+            f"num_classes must be an int >= 2 for task='multiclass', got {num_classes!r}")
     return num_classes
 
 
@@ -154,9 +155,10 @@ class MLP:
         except (TypeError, KeyError, AttributeError, IndexError):
             seen = None
         if seen != expected:
+            got = seen if seen is not None else repr(params)
             raise ValueError(
                 f"params do not match an MLP with layer sizes {sizes}: expected a list of "
-                f"{{'w', 'b'}} dicts with shapes {expected}, got {seen if seen is not None else params!r}"
+                f"{{'w', 'b'}} dicts with shapes {expected}, got {got}"
             )
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:

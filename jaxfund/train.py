@@ -357,7 +357,8 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn, lo
       epochs: the last epoch to run (1-based, >= ``start_epoch``).
       batch_size: examples per step (divisible by the mesh's ``"data"`` size with a mesh).
       seed: seed of the per-epoch shuffles.
-      eval_data: optional ``(x, y)`` evaluated (one batch) after every epoch.
+      eval_data: optional ``(x, y)`` evaluated as one batch after every epoch (with a mesh,
+        replicated on every device rather than sharded, so its size need not divide).
       start_epoch: number of epochs already done (resume).
       callback: ``callback(entry, state)`` after every epoch, e.g. for a progress bar or a
         checkpoint. The state is donated to the next epoch: save or copy it inside the

@@ -61,7 +61,8 @@ def test_train_state_create():
 
 
 def test_loss_for_task_unknown():
-    with pytest.raises(ValueError, match="task must be one of 'multiclass', 'binary', 'regression'"):
+    with pytest.raises(ValueError,
+                       match="task must be one of 'multiclass', 'binary', 'regression'"):
         train.loss_for_task("ranking")
 
 
