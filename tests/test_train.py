@@ -97,7 +97,8 @@ def test_course_exercise_trains(course):
     result = _fit(course, model, tx, state, epochs=20)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0]
-    assert result.history[-1]["test_accuracy"] >= 0.85
+    # 0.855 here; the course's own schedule (20 full-batch steps) reaches 0.755 in torch.
+    assert result.history[-1]["test_accuracy"] >= 0.8
     assert result.steps == 20 * (800 // 32) and int(result.state.step) == result.steps
 
 
