@@ -152,11 +152,6 @@ def cotangent(case: Case, x: np.ndarray) -> np.ndarray:
     return np.random.default_rng(1).standard_normal(shape).astype(x.dtype)
 
 
-def _f64(array) -> np.ndarray:
-    return np.asarray(jnp.asarray(array).astype(jnp.float64) if jax.config.jax_enable_x64
-                      else np.asarray(jnp.asarray(array).astype(jnp.float32), np.float64))
-
-
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-12)}
 
 
@@ -175,7 +170,7 @@ class TorchParityTest(parameterized.TestCase):
             y_vmap = self.variant(jax.vmap(case))(np.stack([x, x]))  # a new batch axis
             self.assertEqual(y.dtype, dtype)
             self.assertEqual(g.dtype, dtype)
-            y, g, y_vmap = map(_f64, (y, g, y_vmap))
+            y, g, y_vmap = (np.asarray(a, np.float64) for a in (y, g, y_vmap))
         tol = TOL[dtype]
         np.testing.assert_allclose(y, y_ref, **tol)
         np.testing.assert_allclose(y_vmap, np.stack([y_ref, y_ref]), **tol)
@@ -243,7 +238,7 @@ def test_documented_differences():
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_low_precision_matches_torch(case, dtype):
     """bf16/f16 in, same dtype out; values and gradients within 2 ulps of torch's same dtype."""
-    x = grid(case).clip(-1e4, 1e4)
+    x = grid(case)
     ct = cotangent(case, x)
     xt = torch.tensor(x).to(getattr(torch, dtype))
     x, ct = xt.float().numpy(), torch.tensor(ct).to(getattr(torch, dtype)).float().numpy()
@@ -313,7 +308,7 @@ def test_rrelu_training_mode():
     assert slope.min() >= lower and slope.max() <= upper
     np.testing.assert_allclose(g, slope, rtol=1e-6)  # the gradient is the sampled slope
     # U(0.1, 0.3): mean 0.2, std 0.2/sqrt(12); deciles evenly spaced (KS distance small).
-    assert abs(slope.mean() - 0.2) < 3 * 0.2 / math.sqrt(12 * slope.size) * 2
+    assert abs(slope.mean() - 0.2) < 6 * (0.2 / math.sqrt(12)) / math.sqrt(slope.size)
     hist = np.histogram(slope, bins=10, range=(lower, upper))[0] / slope.size
     np.testing.assert_allclose(hist, 0.1, atol=0.01)
     # positive inputs pass through, keys are reproducible and different keys differ
