@@ -146,11 +146,11 @@ def relu6(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
-    r"""Leaky ReLU, ``F.leaky_relu``: :math:`x` if :math:`x > 0` else ``negative_slope`` :math:`\cdot x`.
+    r"""Leaky ReLU, ``F.leaky_relu``: :math:`x` if :math:`x > 0` else :math:`s x`.
 
-    Derivative 1 for :math:`x > 0` and ``negative_slope`` for :math:`x \le 0`, so
-    ``leaky_relu'(0) = negative_slope`` as in torch. ``jax.nn.leaky_relu`` uses ``x >= 0`` and
-    has derivative 1 at 0; values are identical.
+    :math:`s` is ``negative_slope``. Derivative 1 for :math:`x > 0` and ``negative_slope`` for
+    :math:`x \le 0`, so ``leaky_relu'(0) = negative_slope`` as in torch. ``jax.nn.leaky_relu`` uses
+    ``x >= 0`` and has derivative 1 at 0; values are identical.
 
     Args:
       x: float array.
@@ -161,7 +161,7 @@ def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
 
 @_elementwise
 def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
-    r"""Exponential linear unit, ``F.elu``: :math:`x` if :math:`x > 0` else :math:`\alpha (e^x - 1)`.
+    r"""Exponential linear unit, ``F.elu``: :math:`x` if :math:`x > 0` else :math:`\alpha(e^x - 1)`.
 
     Range :math:`(-\alpha, \infty)` for :math:`\alpha > 0`. Derivative 1 for :math:`x > 0` and
     :math:`\alpha e^x` for :math:`x \le 0`, so ``elu'(0) = alpha`` (torch takes the left
@@ -191,7 +191,10 @@ def selu(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
-    r"""Continuously differentiable ELU, ``F.celu``: :math:`x` if :math:`x > 0` else :math:`\alpha (e^{x/\alpha} - 1)`.
+    r"""Continuously differentiable ELU, ``F.celu``.
+
+    :math:`x` if :math:`x > 0` else :math:`\alpha(e^{x/\alpha} - 1)`;
+    range :math:`(-\alpha, \infty)` for :math:`\alpha > 0`.
 
     Derivative 1 for :math:`x > 0` and :math:`e^{x/\alpha}` for :math:`x \le 0`
     (``celu'(0) = 1``). Same as ``jax.nn.celu``.
@@ -212,10 +215,9 @@ def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
     ``approximate="none"`` (torch's default): :math:`\tfrac{x}{2}\,\mathrm{erfc}(-x/\sqrt 2)`,
     the exact form (erfc rather than ``1 + erf`` keeps precision for negative x).
     ``approximate="tanh"``: :math:`\tfrac{x}{2}(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))`.
-    Range :math:`[\approx -0.17, \infty)`; smooth, ``gelu'(0) = 1/2``.
-
-    ``jax.nn.gelu`` defaults to ``approximate=True`` (the tanh form): use
-    ``jax.nn.gelu(x, approximate=False)`` for torch's default.
+    Range :math:`[\approx -0.17, \infty)`; smooth, ``gelu'(0) = 1/2``. ``jax.nn.gelu`` defaults to
+    ``approximate=True`` (the tanh form): use ``jax.nn.gelu(x, approximate=False)`` for torch's
+    default.
 
     Args:
       x: float array.
@@ -232,9 +234,9 @@ def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
 
 @_elementwise
 def silu(x: jax.Array) -> jax.Array:
-    r"""Sigmoid linear unit (swish), ``F.silu``: :math:`x\,\sigma(x)`, range :math:`[\approx -0.28, \infty)`.
+    r"""Sigmoid linear unit (swish), ``F.silu``: :math:`x\,\sigma(x)`.
 
-    Smooth, ``silu'(0) = 1/2``. Same as ``jax.nn.silu``.
+    Range :math:`[\approx -0.28, \infty)`. Smooth, ``silu'(0) = 1/2``. Same as ``jax.nn.silu``.
 
     Args:
       x: float array.
@@ -244,10 +246,10 @@ def silu(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def mish(x: jax.Array) -> jax.Array:
-    r"""Mish, ``F.mish``: :math:`x \tanh(\mathrm{softplus}(x))`, range :math:`[\approx -0.31, \infty)`.
+    r"""Mish, ``F.mish``: :math:`x \tanh(\mathrm{softplus}(x))`.
 
-    softplus is ``logaddexp(x, 0)``, so nothing overflows. Smooth, ``mish'(0) = 0.6``. Same
-    as ``jax.nn.mish``.
+    Range :math:`[\approx -0.31, \infty)`. softplus is ``logaddexp(x, 0)``, so nothing overflows.
+    Smooth, ``mish'(0) = 0.6``. Same as ``jax.nn.mish``.
 
     Args:
       x: float array.
@@ -257,7 +259,9 @@ def mish(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def softplus(x: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
-    r"""Softplus, ``F.softplus``: :math:`\tfrac{1}{\beta}\log(1 + e^{\beta x})`, or :math:`x` where :math:`\beta x > \mathrm{threshold}`.
+    r"""Softplus, ``F.softplus``: :math:`\tfrac{1}{\beta}\log(1 + e^{\beta x})`.
+
+    Linear, :math:`x`, where :math:`\beta x > \mathrm{threshold}` (torch's switch).
 
     Range :math:`(0, \infty)` for :math:`\beta > 0`. Derivative :math:`\sigma(\beta x)` for
     :math:`\beta x \le \mathrm{threshold}` and exactly 1 above it (torch's switch; at
@@ -301,7 +305,8 @@ def hardtanh(x: jax.Array, min_val: float = -1.0, max_val: float = 1.0) -> jax.A
       x: float array.
       min_val, max_val: the bounds; ``min_val > max_val`` raises ``ValueError`` (as torch).
     """
-    if isinstance(min_val, (int, float)) and isinstance(max_val, (int, float)) and min_val > max_val:
+    both_numbers = isinstance(min_val, (int, float)) and isinstance(max_val, (int, float))
+    if both_numbers and min_val > max_val:
         raise ValueError(f"min_val cannot be greater than max_val, got {min_val} > {max_val}")
     return _clamp(x, min_val, max_val)
 
@@ -322,12 +327,12 @@ def hardsigmoid(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def hardswish(x: jax.Array) -> jax.Array:
-    r"""Hard swish, ``F.hardswish``: :math:`x\,\mathrm{relu6}(x + 3) / 6`, range :math:`[-3/8, \infty)`.
+    r"""Hard swish, ``F.hardswish``: :math:`x\,\mathrm{relu6}(x + 3) / 6`.
 
-    Derivative 0 for :math:`x \le -3`, :math:`x/3 + 1/2` on :math:`(-3, 3)`, 1 for
-    :math:`x \ge 3` (torch's values at the kinks: 0 at -3, 1 at 3; same as ``jax.nn.hard_swish``).
-    Computed as ``x * (relu6(x + 3) / 6)``, which stays finite up to the dtype's maximum where
-    torch's ``x * relu6(x + 3) / 6`` overflows.
+    Range :math:`[-3/8, \infty)`. Derivative 0 for :math:`x \le -3`, :math:`x/3 + 1/2` on
+    :math:`(-3, 3)`, 1 for :math:`x \ge 3` (torch's values at the kinks: 0 at -3, 1 at 3; same as
+    ``jax.nn.hard_swish``). Computed as ``x * (relu6(x + 3) / 6)``, which stays finite up to the
+    dtype's maximum where torch's ``x * relu6(x + 3) / 6`` overflows.
 
     Args:
       x: float array.
@@ -337,9 +342,10 @@ def hardswish(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def logsigmoid(x: jax.Array) -> jax.Array:
-    r"""Log-sigmoid, ``F.logsigmoid``: :math:`\log\sigma(x) = -\mathrm{softplus}(-x)`, range :math:`(-\infty, 0)`.
+    r"""Log-sigmoid, ``F.logsigmoid``: :math:`\log\sigma(x) = -\mathrm{softplus}(-x)`.
 
-    Derivative :math:`\sigma(-x)`. Stable for all finite ``x``. Same as ``jax.nn.log_sigmoid``.
+    Range :math:`(-\infty, 0)`. Derivative :math:`\sigma(-x)`. Stable for all finite ``x``. Same as
+    ``jax.nn.log_sigmoid``.
 
     Args:
       x: float array.
@@ -359,7 +365,10 @@ def tanhshrink(x: jax.Array) -> jax.Array:
 
 @_elementwise
 def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
-    r"""Soft shrinkage, ``F.softshrink``: :math:`x - \lambda` if :math:`x > \lambda`, :math:`x + \lambda` if :math:`x < -\lambda`, else 0.
+    r"""Soft shrinkage, ``F.softshrink``: :math:`\mathrm{sign}(x)\max(|x| - \lambda, 0)`.
+
+    :math:`x - \lambda` if :math:`x > \lambda`, :math:`x + \lambda` if :math:`x < -\lambda`,
+    else 0.
 
     Derivative 1 for :math:`|x| > \lambda`, 0 for :math:`|x| \le \lambda` (0 at the kinks
     :math:`\pm\lambda`, as torch).
@@ -419,7 +428,7 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
 
 @_elementwise
 def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
-    r"""Log-softmax, ``F.log_softmax(x, dim=axis)``: :math:`x_i - \log\sum_j e^{x_j}` along ``axis``.
+    r"""Log-softmax, ``F.log_softmax(x, dim=axis)``: :math:`x_i - \log\sum_j e^{x_j}`.
 
     Range :math:`(-\infty, 0]`. Stable (max-shifted log-sum-exp). Same as ``jax.nn.log_softmax``.
 
@@ -445,7 +454,9 @@ def softmin(x: jax.Array, axis: int = -1) -> jax.Array:
 
 @_elementwise
 def glu(x: jax.Array, axis: int = -1) -> jax.Array:
-    r"""Gated linear unit, ``F.glu(x, dim=axis)``: :math:`a \otimes \sigma(b)` where ``x = [a, b]`` along ``axis``.
+    r"""Gated linear unit, ``F.glu(x, dim=axis)``: :math:`a \otimes \sigma(b)`.
+
+    ``x = [a, b]`` is split in halves along ``axis``.
 
     The output has half the length of ``x`` along ``axis``. Same as ``jax.nn.glu``.
 
