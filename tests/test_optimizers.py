@@ -289,7 +289,7 @@ def test_low_precision_params_keep_float32_state(name, low):
     # The float32 state equals a float32 run on the same (upcast) inputs.
     p32 = jax.tree.map(lambda x: x.astype(jnp.float32), p)
     g32 = jax.tree.map(lambda x: x.astype(jnp.float32), g)
-    u32, s32 = opt.update(g32, opt.init(p32), p32)
+    u32, s32 = jax.jit(opt.update)(g32, opt.init(p32), p32)
     chex.assert_trees_all_close(state, s32, rtol=1e-2, atol=1e-6)
     chex.assert_trees_all_close(jax.tree.map(lambda x: x.astype(jnp.float32), updates), u32,
                                 rtol=1e-2, atol=1e-6)
