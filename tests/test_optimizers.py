@@ -273,8 +273,11 @@ def test_jit_with_donated_state(name):
     chex.assert_trees_all_equal(s1, s2)
 
 
-@pytest.mark.parametrize("low", [jnp.bfloat16, jnp.float16])
-@pytest.mark.parametrize("name", O.NAMES)
+LOW_PRECISION = [(n, jnp.bfloat16) for n in O.NAMES] + [("adam", jnp.float16),
+                                                        ("adafactor", jnp.float16)]
+
+
+@pytest.mark.parametrize("name,low", LOW_PRECISION)
 def test_low_precision_params_keep_float32_state(name, low):
     opt = O.get(name)()
     p = _small_params(low)
