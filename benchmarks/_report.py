@@ -90,7 +90,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"## Benchmarks: {env['backend']} ({env['jax_device_kind']})", "",
         f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores; torch on {env['torch_device']}"
-        f" with {env['torch_threads']} threads",
+        f" with {env['torch_threads']} threads"
+        + (f"; XLA_FLAGS=`{env['xla_flags']}`" if env.get("xla_flags") else ""),
         f"- Versions: {versions}",
         f"- Mode: {'quick (tiny sizes, 1 sample: not meaningful)' if results['quick'] else 'full'}"
         f", {results['repeats']} interleaved rounds, median",
