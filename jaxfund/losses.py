@@ -504,8 +504,13 @@ def _nll_from_logp(
     ignore_index: int,
     reduction: str,
     label_smoothing: float = 0.0,
+    pick: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> jax.Array:
-    """Index-target NLL (+ torch's label smoothing) on class-last log-probabilities."""
+    """Index-target NLL (+ torch's label smoothing) on class-last log-probabilities.
+
+    ``pick(target, valid)`` returns ``logp[..., target]`` (NaN where not ``valid``); by default
+    it gathers from ``logp``.
+    """
     num_classes = logp.shape[-1]
     if target.shape != logp.shape[:-1]:
         raise ValueError(
@@ -520,7 +525,8 @@ def _nll_from_logp(
     nan_if_bad = _nan_unless(ok, logp.dtype)
     w_y = jnp.ones_like(logp[..., 0]) if weight is None else weight[jnp.where(in_range, target, 0)]
     w_y = jnp.where(keep, w_y, 0.0) + nan_if_bad
-    nll = -jnp.where(keep, _pick(logp, target, in_range), 0.0)
+    picked = _pick(logp, target, in_range) if pick is None else pick(target, in_range)
+    nll = -jnp.where(keep, picked, 0.0)
     loss = w_y * nll
     if label_smoothing > 0:
         wlogp = logp if weight is None else logp * weight
@@ -569,6 +575,11 @@ def cross_entropy(
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     logits = _class_last(input, axis)
     logp = jax.nn.log_softmax(logits, axis=-1)
+    # The index-target path picks ``logp[target]`` with log_softmax's own ops,
+    # ``(logits[target] - max) - lse``: it gathers from ``logits`` and never materialises
+    # ``logp``, one pass fewer over the (N, C) array forward and backward (same values).
+    row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    lse = jnp.log(jnp.sum(jnp.exp(logits - row_max), axis=-1, keepdims=True))
     num_classes = logits.shape[-1]
     weight = _class_weight(weight, num_classes, input)
     target = _checks.as_array(target, "target")
@@ -585,7 +596,10 @@ def cross_entropy(
             probs = (1 - label_smoothing) * probs + label_smoothing / num_classes
         wlogp = logp if weight is None else logp * weight
         return _reduce(-jnp.sum(probs * wlogp, axis=-1), reduction)
-    return _nll_from_logp(logp, target, weight, ignore_index, reduction, label_smoothing)
+    def pick(target: jax.Array, valid: jax.Array) -> jax.Array:
+        return (_pick(logits, target, valid) - row_max[..., 0]) - lse[..., 0]
+
+    return _nll_from_logp(logp, target, weight, ignore_index, reduction, label_smoothing, pick)
 
 
 def nll_loss(
