@@ -52,11 +52,11 @@ TABLE: dict[str, tuple[dict, Callable | None, tuple[str, dict] | None, int, bool
 }
 
 # Weight shapes cycled to build the model; each weight is followed by its bias.
-_WEIGHTS = [(512, 256), (256, 256), (1024, 128), (64, 64, 3, 3), (384, 128), (128, 512)]
+_WEIGHTS = [(512, 256), (256, 256), (1024, 256), (64, 64, 3, 3), (768, 128), (128, 512)]
 
 
 def shapes(quick: bool) -> list[tuple[int, ...]]:
-    """~200 leaves (weights and biases, mixed ranks), ~12M parameters (quick: 20 small leaves)."""
+    """200 leaves (weights and biases, mixed ranks), 11.1M parameters (quick: 20 small leaves)."""
     scale, layers = (8, 10) if quick else (1, 100)
     out: list[tuple[int, ...]] = []
     for index in range(layers):
