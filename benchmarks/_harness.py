@@ -29,7 +29,7 @@ class Config:
 
     quick: bool = False
     repeats: int = 5
-    min_sample_seconds: float = 0.03
+    min_sample_seconds: float = 0.15
     warmup: int = 2
 
     @classmethod
