@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,7 @@ import optax
 import pytest
 import torch
 import torch.nn.functional as F
+from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,8 +49,9 @@ def _close(ours, ref, dtype, what):
     np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * scale, err_msg=what)
 
 
-def run_case(case, dtype):
-    """Per reduction: loss and gradients of ``Σ loss·ct`` in jaxfund (one jit) and in torch."""
+def run_case(case, dtype, transform=jax.jit):
+    """Per reduction: loss and gradients of ``Σ loss·ct`` in jaxfund (all reductions under one
+    ``transform``, ``jax.jit`` by default) and in torch."""
     rng = np.random.default_rng(zlib.crc32(case.id.encode()))
     arrays = case.make(rng)
     cts = {
@@ -65,7 +68,7 @@ def run_case(case, dtype):
                 out[r] = (loss, vjp(jnp.asarray(cts[r], loss.dtype))[0])
             return out
 
-        ours = jax.jit(all_reductions)({k: ja[k] for k in case.diff})
+        ours = transform(all_reductions)({k: ja[k] for k in case.diff})
         for loss, _ in ours.values():
             assert loss.dtype == jnp.dtype(dtype)
         ours = jax.tree.map(np.asarray, ours)
@@ -92,6 +95,22 @@ def test_torch_parity(case, dtype):
         _close(loss, ref, dtype, f"{r}: value")
         for k in case.diff:
             _close(grads[k], ref_grads[k], dtype, f"{r}: d/d{k}")
+
+
+class VariantsTest(parameterized.TestCase):
+    """The float32 parity rows again, jitted and eager (``chex.variants``): validation and the
+    math must not depend on being traced."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters((c.id, c.id) for c in CASES)
+    def test_torch_parity(self, case_id):
+        case = next(c for c in CASES if c.id == case_id)
+        ours, refs = run_case(case, "float32", self.variant)
+        for r, (ref, ref_grads) in refs.items():
+            loss, grads = ours[r]
+            _close(loss, ref, "float32", f"{r}: value")
+            for k in case.diff:
+                _close(grads[k], ref_grads[k], "float32", f"{r}: d/d{k}")
 
 
 def test_every_loss_has_a_parity_row_or_a_reference_test():

@@ -17,6 +17,8 @@ import optax
 import pytest
 import torch
 
+from absl.testing import parameterized
+
 from _optim_ref import (BY_ID, LR, ROWS, STEPS, final_err, make_grads, make_params,
                         max_rel_err, precision, run_jax, run_torch, torch_schedule,
                         warmup_cosine)
@@ -59,6 +61,34 @@ def optax_traj(row_id: str, dtype: str) -> np.ndarray:
 def test_matches_torch(row_id, dtype):
     err = max_rel_err(jaxfund_traj(row_id, dtype), torch_traj(row_id, dtype))
     assert err <= TOL[dtype], f"{row_id} {dtype}: max error {err:.3g} > {TOL[dtype]:g}"
+
+
+VARIANT_STEPS = 22  # step 20 is the all-zero gradient
+
+
+class UpdateVariantsTest(parameterized.TestCase):
+    """One ``update`` + ``apply_updates`` step at a time, jitted, eager and device-placed: the
+    first steps (the zero-gradient step included) equal torch's in float32."""
+
+    @chex.variants(with_jit=True, without_jit=True, with_device=True)
+    @parameterized.named_parameters((row_id, row_id) for row_id in TORCH_ROWS)
+    def test_steps_match_torch(self, row_id):
+        tx = BY_ID[row_id].jaxfund()
+
+        def step(p, s, g):
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        step = self.variant(step)
+        p = {k: jnp.asarray(v, jnp.float32) for k, v in PARAMS.items()}
+        s = tx.init(p)
+        traj = []
+        for t in range(VARIANT_STEPS):
+            p, s = step(p, s, {k: jnp.asarray(v[t], jnp.float32) for k, v in GRADS.items()})
+            traj.append(np.concatenate([np.asarray(p[k], np.float64).ravel() for k in sorted(p)]))
+        ref = torch_traj(row_id, "float32")[:VARIANT_STEPS]
+        err = max_rel_err(np.stack(traj), ref)
+        assert err <= TOL["float32"], f"{row_id}: max error {err:.3g} > {TOL['float32']:g}"
 
 
 @pytest.mark.parametrize("row_id", EXACT_ROWS)
