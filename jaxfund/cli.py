@@ -736,4 +736,7 @@ def _cmd_bench(argv: list[str]) -> int:
     if not callable(getattr(benchmarks, "main", None)):
         raise _UsageError(f"bench: the benchmarks package at {benchmarks.__path__} has no "
                           "main(argv); run from the repository root")
-    return int(benchmarks.main(argv) or 0)
+    try:
+        return int(benchmarks.main(argv) or 0)
+    except SystemExit as exit_:  # its argparse: --help, or a malformed option
+        return int(exit_.code or 0)

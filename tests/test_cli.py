@@ -126,6 +126,13 @@ def _error_cases(tmp: Path):
     ]
 
 
+def test_bench_forwards_its_arguments_to_the_benchmarks(capsys):
+    code, out, _ = run(capsys, "bench", "--help")
+    assert code == 0 and "--quick" in out and "--only" in out
+    code, _, err = run(capsys, "bench", "--only", "nope")
+    assert code == 2 and "unknown suite" in err and "nope" in err
+
+
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path):
     for argv, words in _error_cases(tmp_path):
         code, out, err = run(capsys, *argv)
