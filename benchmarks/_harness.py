@@ -230,7 +230,6 @@ def summarise(case: str, times: dict[str, dict[str, float]], moved: int, bandwid
 
     A ratio below 1 means ``ours`` is faster than that reference; ratios are paired per round.
     """
-    mine = times[ours]["median_s"]
     progress(f"  {case}: " + ", ".join(f"{name} {t['median_s'] * 1e3:.3g} ms"
                                        for name, t in times.items()))
     return {

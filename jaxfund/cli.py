@@ -75,7 +75,8 @@ def _int_tuple(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints like 64,64, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints like 64,64, got {text!r}") from None
     if any(w < 1 for w in widths):
         raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
     return widths
@@ -92,7 +93,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
     return value
