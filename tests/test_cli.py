@@ -50,15 +50,6 @@ def without_timings(value):
 # ------------------------------------------------------------------------- import and help
 
 
-def test_import_is_light():
-    code = (
-        "import sys, jaxfund.cli\n"
-        "heavy = [m for m in ('sklearn', 'matplotlib', 'rich', 'torch') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 HELP = {
     "train": {"--dataset": "digits", "--activation": "relu", "--optimizer": "adam",
               "--lr": "0.001", "--epochs": "30", "--batch-size": "64", "--hidden": "64,64",

@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from sklearn import datasets
@@ -106,9 +103,3 @@ def test_unknown_name_lists_valid_names():
 def test_bad_test_size(test_size):
     with pytest.raises(ValueError, match="test_size"):
         data.load("iris", test_size=test_size)
-
-
-def test_import_does_not_import_sklearn():
-    code = ("import sys, jaxfund.data\n"
-            "assert 'sklearn' not in sys.modules, 'sklearn imported'\n")
-    subprocess.run([sys.executable, "-c", code], check=True)

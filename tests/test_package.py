@@ -7,11 +7,21 @@ import jaxfund
 from jaxfund import _checks
 
 
-def test_import_is_light():
+HEAVY = ("sklearn", "matplotlib", "rich", "torch")
+
+
+@pytest.mark.parametrize("modules,heavy", [
+    ("jaxfund, jaxfund.activations, jaxfund.losses, jaxfund.optimizers", HEAVY),
+    ("jaxfund.cli", HEAVY),
+    ("jaxfund.data", ("sklearn",)),
+    # Not 'rich': flax itself imports it (flax.linen.summary), and TrainState is a flax dataclass.
+    ("jaxfund.models, jaxfund.train", ("sklearn", "matplotlib", "torch")),
+])
+def test_import_is_light(modules, heavy):
     code = (
-        "import sys, jaxfund, jaxfund.activations, jaxfund.losses, jaxfund.optimizers\n"
-        "heavy = [m for m in ('sklearn', 'matplotlib', 'rich', 'torch') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
+        f"import sys, {modules}\n"
+        f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

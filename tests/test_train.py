@@ -417,11 +417,3 @@ def test_linen_and_nnx_models_train_like_mlp(course):
         assert result.history[-1]["test_accuracy"] == pytest.approx(
             reference.history[-1]["test_accuracy"], abs=0.011)
         assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-
-
-def test_import_is_light():
-    # Not 'rich': flax itself imports it (flax.linen.summary), and TrainState is a flax dataclass.
-    code = ("import sys, jaxfund.models, jaxfund.train\n"
-            "heavy = [m for m in ('sklearn', 'matplotlib', 'torch') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
