@@ -122,11 +122,6 @@ def max_rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(a - ref) / scale))
 
 
-def final_err(a: np.ndarray, ref: np.ndarray) -> float:
-    """max |a - ref| / (1 + |ref|) of the parameters after the last step."""
-    return float(np.max(np.abs(a[-1] - ref[-1]) / (1.0 + np.abs(ref[-1]))))
-
-
 def torch_schedule(schedule: Callable) -> Callable[[int], float]:
     """The same learning rates for torch's LambdaLR: the schedule at an int32 count."""
     return lambda e: float(schedule(jnp.int32(e)))
