@@ -59,11 +59,11 @@ def _data(net: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _jaxfund_impls(net: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Callable]:
-    from jaxfund import models, optimizers, train
+    from jaxfund import models, optimizers, tasks, train
 
     model = models.MLP(net["features"], net["hidden"], net["classes"], "relu")
     tx = optimizers.adam(lr=1e-3)
-    loss_fn = train.loss_for_task("multiclass")
+    loss_fn = tasks.loss("multiclass")
     step = train.make_train_step(model.apply, loss_fn, tx, task="multiclass")
     shape = (net["steps"], net["batch"])
     xs = jnp.asarray(x.reshape(*shape, -1))

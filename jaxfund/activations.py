@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jaxfund import _checks
 
 __all__ = [
-    "NAMES", "get",
+    "NAMES", "ELEMENTWISE", "get",
     "identity", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "selu", "celu",
     "gelu", "silu", "mish", "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish",
     "logsigmoid", "tanhshrink", "softshrink", "hardshrink", "threshold", "softmax",
@@ -554,7 +554,15 @@ def rrelu(
     return jnp.where(x > 0, x, x * slope)
 
 
-NAMES: tuple[str, ...] = tuple(name for name in __all__ if name not in ("NAMES", "get"))
+NAMES: tuple[str, ...] = tuple(
+    name for name in __all__ if name not in ("NAMES", "ELEMENTWISE", "get"))
+
+# Valid hidden-layer activations: element-wise, and callable as ``f(x)`` with the defaults.
+# Not here: softmax, log_softmax, softmin (normalise along an axis), glu (halves an axis),
+# prelu (needs a learned weight) and threshold (its threshold and value have no default).
+ELEMENTWISE: tuple[str, ...] = tuple(
+    name for name in NAMES
+    if name not in ("softmax", "log_softmax", "softmin", "glu", "prelu", "threshold"))
 
 get = _checks.make_get(
     "activation",

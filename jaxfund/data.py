@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from jaxfund import _checks
+from jaxfund import _checks, tasks
 
 __all__ = ["NAMES", "Dataset", "load"]
 
@@ -34,7 +34,8 @@ class Dataset:
 
     Attributes:
       name: one of :data:`NAMES`.
-      task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+      task: ``"binary"``, ``"multiclass"`` or ``"regression"``, from
+        :func:`jaxfund.tasks.infer` on the targets.
       num_classes: 2 for binary, C for multiclass, 0 for regression.
       x_train, x_test: float32 ``(n, num_features)``, standardised with train-split statistics.
       y_train, y_test: int32 class labels ``(n,)`` for classification; float32 ``(n,)``
@@ -114,30 +115,27 @@ def load(name: str, *, test_size: float = 0.2, seed: int = 42) -> Dataset:
     Raises:
       ValueError: unknown ``name`` (the message lists :data:`NAMES`) or ``test_size`` outside
         (0, 1).
+      TypeError: ``test_size`` is not a real number.
     """
     _checks.check_choice(name, "name", NAMES)
-    if not isinstance(test_size, float) or not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
+    _checks.check_real(test_size, "test_size", low=0.0, high=1.0, low_open=True, high_open=True)
     from sklearn.model_selection import train_test_split
 
     x, y = _raw(name)
     x = np.asarray(x, dtype=np.float64)
-    regression = name == "diabetes"
-    stratify = None if regression or name == "classification" else y
+    task, num_classes = tasks.infer(y)
+    stratify = None if task == "regression" or name == "classification" else y
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_size, random_state=seed, stratify=stratify
     )
     x_train, x_test, _, _ = _standardise(x_train, x_test)
     target_mean, target_std = 0.0, 1.0
-    if regression:
+    if task == "regression":
         y_train, y_test, mean, std = _standardise(np.asarray(y_train, np.float64)[:, None],
                                                   np.asarray(y_test, np.float64)[:, None])
         y_train, y_test = y_train[:, 0].astype(np.float32), y_test[:, 0].astype(np.float32)
         target_mean, target_std = float(mean[0]), float(std[0])
-        task, num_classes = "regression", 0
     else:
-        num_classes = int(np.max(y)) + 1
-        task = "binary" if num_classes == 2 else "multiclass"
         y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
     return Dataset(
         name=name,

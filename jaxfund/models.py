@@ -1,23 +1,12 @@
 """A multilayer perceptron as a pure ``init``/``apply`` pair, initialised like ``torch.nn.Linear``.
 
-The network of the course: an input layer of ``in_features``, hidden layers with an activation,
-and an output layer without one. The output layer returns raw outputs (logits); the head depends
-on the task (see :func:`output_features` and :func:`jaxfund.train.loss_for_task`):
-
-============== ================ ====================================== =========================
-task           output features  loss on the outputs                    prediction
-============== ================ ====================================== =========================
-regression     1                ``mse_loss(out[..., 0], y)``           ``out[..., 0]``
-binary         1 (a logit)      ``binary_cross_entropy_with_logits``   ``out[..., 0] > 0``
-multiclass     C (logits)       ``cross_entropy(out, y)``              ``argmax(out, -1)``
-============== ================ ====================================== =========================
-
-The course applies sigmoid/softmax in the model and then a loss; the losses here take logits
-(they include the log-sigmoid/log-softmax, stably), so the model never applies them.
+The network of the course: an input layer of ``in_features``, hidden layers with an element-wise
+activation (:data:`jaxfund.activations.ELEMENTWISE`), and an output layer without one that
+returns raw outputs (logits). Its width and the loss on it depend on the task:
+:func:`jaxfund.tasks.output_features` and :func:`jaxfund.tasks.loss`.
 
 Parameters are a list with one ``{"w": (in, out), "b": (out,)}`` dict per layer — a plain
-pytree that works with optax, ``jax.grad``, sharding and the checkpoints of
-:mod:`jaxfund.train`. ``w`` is torch's ``weight.T``.
+pytree that works with optax, ``jax.grad``, sharding and :mod:`jaxfund.checkpoint`. ``w`` is torch's ``weight.T``.
 """
 
 from __future__ import annotations
@@ -30,40 +19,39 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxfund import _checks
+from jaxfund import _checks, activations
 
-__all__ = ["MLP", "output_features"]
+__all__ = ["MLP", "hidden_activation"]
 
 Params = list[dict[str, jax.Array]]
 
-_TASKS = ("regression", "binary", "multiclass")
 
+def hidden_activation(activation: str | Callable) -> Callable:
+    """The function for a hidden-layer activation: a callable unchanged, or a name of
+    :data:`jaxfund.activations.ELEMENTWISE` (function or torch class name, e.g. ``"LeakyReLU"``).
 
-def output_features(task: str, num_classes: int = 0) -> int:
-    """Number of output units of the head for ``task``.
+    Raises:
+      ValueError: an unknown name, or one that is not an element-wise activation (softmax,
+        glu, prelu, threshold, ...); the message lists the valid names.
 
-    Args:
-      task: ``"regression"`` (one linear output), ``"binary"`` (one logit, trained with
-        ``binary_cross_entropy_with_logits``) or ``"multiclass"`` (``num_classes`` logits,
-        trained with ``cross_entropy``).
-      num_classes: number of classes, >= 2 for ``"multiclass"``; ignored otherwise.
-
-    Returns:
-      1, 1 or ``num_classes``.
+    >>> hidden_activation("ReLU").__name__
+    'relu'
     """
-    _checks.check_choice(task, "task", _TASKS)
-    if task != "multiclass":
-        return 1
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"num_classes must be an int >= 2 for task='multiclass', got {num_classes!r}")
-    return num_classes
+    if callable(activation):
+        return activation
+    valid = ", ".join(activations.ELEMENTWISE)
+    try:
+        fn = activations.get(activation)
+    except ValueError:
+        raise ValueError(f"unknown activation {activation!r}; valid hidden-layer activations: "
+                         f"{valid}") from None
+    if fn not in _ELEMENTWISE_FNS:
+        raise ValueError(f"activation {activation!r} is not an element-wise activation usable "
+                         f"after a hidden layer; valid hidden-layer activations: {valid}")
+    return fn
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+_ELEMENTWISE_FNS = frozenset(activations.get(name) for name in activations.ELEMENTWISE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +66,10 @@ class MLP:
       in_features: number of input features.
       hidden: widths of the hidden layers, e.g. ``(50,)`` for the course's 20-50-2 network;
         ``()`` gives a linear model.
-      out_features: number of outputs (see :func:`output_features`).
-      activation: a name resolved by :func:`jaxfund.activations.get` (``"relu"``,
+      out_features: number of outputs (see :func:`jaxfund.tasks.output_features`).
+      activation: a name of :data:`jaxfund.activations.ELEMENTWISE` (``"relu"``,
         ``"LeakyReLU"``, ...) or a callable, used after every hidden layer; or a sequence with
-        one of those per hidden layer.
+        one of those per hidden layer (see :func:`hidden_activation`).
     """
 
     in_features: int
@@ -90,27 +78,24 @@ class MLP:
     activation: str | Callable | Sequence[str | Callable] = "relu"
 
     def __post_init__(self) -> None:
-        _positive_int(self.in_features, "in_features")
-        _positive_int(self.out_features, "out_features")
-        if isinstance(self.hidden, int) or not isinstance(self.hidden, Sequence):
-            raise ValueError(f"hidden must be a sequence of positive ints, got {self.hidden!r}")
+        _checks.check_int(self.in_features, "in_features", low=1)
+        _checks.check_int(self.out_features, "out_features", low=1)
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
+            raise TypeError(f"hidden must be a sequence of positive ints, got {self.hidden!r}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         for i, width in enumerate(self.hidden):
-            _positive_int(width, f"hidden[{i}]")
+            _checks.check_int(width, f"hidden[{i}]", low=1)
         if isinstance(self.activation, str) or callable(self.activation):
-            activations = (self.activation,) * len(self.hidden)
+            acts = (self.activation,) * len(self.hidden)
         else:
-            activations = tuple(self.activation)
-            if len(activations) != len(self.hidden):
+            acts = tuple(self.activation)
+            if len(acts) != len(self.hidden):
                 raise ValueError(
-                    f"activation has {len(activations)} entries but hidden has "
+                    f"activation has {len(acts)} entries but hidden has "
                     f"{len(self.hidden)} layers; give one activation, or one per hidden layer"
                 )
-            object.__setattr__(self, "activation", activations)
-        from jaxfund import activations as activations_module
-
-        object.__setattr__(self, "_activations",
-                           tuple(activations_module.get(a) for a in activations))
+            object.__setattr__(self, "activation", acts)
+        object.__setattr__(self, "_activations", tuple(hidden_activation(a) for a in acts))
 
     @property
     def sizes(self) -> tuple[int, ...]:

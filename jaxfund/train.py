@@ -11,8 +11,10 @@ The pieces are pure functions of a :class:`TrainState` pytree (``step``, ``param
 - :func:`fit`: each epoch is ONE compiled ``lax.scan`` over minibatches of device-resident
   data. The shuffle of epoch ``e`` is ``permutation(fold_in(key(seed), e))``, so resuming after
   epoch ``k`` (``start_epoch=k``) reproduces the uninterrupted run bit for bit.
-- :func:`save` / :func:`restore`: the full training state plus JSON ``extra`` (epoch, seed,
-  config) in one file written atomically (temporary file + ``os.replace``).
+- :func:`fit_seeds`: several seeds trained at once, ONE compiled program (``jax.vmap`` over the
+  seeds of the same epoch and step as :func:`fit`); seed ``s`` trains as ``fit`` with seed ``s``.
+- The loss and metrics of a task come from :mod:`jaxfund.tasks`; checkpoints of a state are
+  written by :mod:`jaxfund.checkpoint`.
 
 Data parallelism. Pass ``mesh=data_mesh()`` (a 1-D :class:`jax.sharding.Mesh` with axis
 ``"data"``): every batch is sharded over ``"data"`` (``NamedSharding(mesh, P("data"))``), the
@@ -39,17 +41,12 @@ replicated, so every process holds the full state.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import chex
-import flax.serialization
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -58,21 +55,19 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxfund import _checks
+from jaxfund import _checks, tasks
 
 __all__ = [
     "TrainState",
     "FitResult",
-    "loss_for_task",
+    "SeedsResult",
     "make_train_step",
     "make_eval_step",
     "data_mesh",
     "fit",
-    "save",
-    "restore",
+    "fit_seeds",
 ]
 
-TASKS = ("multiclass", "binary", "regression")
 Batch = tuple[jax.Array, jax.Array]
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -99,58 +94,6 @@ class TrainState:
         return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def _multiclass_loss(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    from jaxfund import losses
-
-    return losses.cross_entropy(outputs, targets)
-
-
-def _binary_loss(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    from jaxfund import losses
-
-    return losses.binary_cross_entropy_with_logits(outputs[..., 0], targets.astype(outputs.dtype))
-
-
-def _regression_loss(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    from jaxfund import losses
-
-    return losses.mse_loss(outputs[..., 0], targets.astype(outputs.dtype))
-
-
-_TASK_LOSSES = {
-    "multiclass": _multiclass_loss,
-    "binary": _binary_loss,
-    "regression": _regression_loss,
-}
-
-
-def loss_for_task(task: str) -> LossFn:
-    """The mean loss ``loss_fn(outputs, targets) -> scalar`` for a task's head.
-
-    - ``"multiclass"``: ``cross_entropy(outputs, targets)`` with logits ``(B, C)`` and int
-      labels ``(B,)`` (torch ``nn.CrossEntropyLoss``).
-    - ``"binary"``: ``binary_cross_entropy_with_logits(outputs[..., 0], targets)`` with one
-      logit per sample and 0/1 labels (torch ``nn.BCEWithLogitsLoss``).
-    - ``"regression"``: ``mse_loss(outputs[..., 0], targets)`` (torch ``nn.MSELoss``).
-
-    Raises:
-      ValueError: unknown ``task``.
-    """
-    _checks.check_choice(task, "task", TASKS)
-    return _TASK_LOSSES[task]
-
-
-def _task_metrics(task: str, outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
-    """Accuracy for classification (argmax of the logits, or logit > 0 for binary)."""
-    if task == "multiclass":
-        predicted = jnp.argmax(outputs, axis=-1)
-    elif task == "binary":
-        predicted = (outputs[..., 0] > 0).astype(jnp.int32)
-    else:
-        return {}
-    return {"accuracy": jnp.mean((predicted == targets).astype(jnp.float32))}
-
-
 def _check_batch(batch: Any, mesh: Mesh | None) -> Batch:
     """Trace-time checks of a batch ``(x, y)``: a pair with a shared leading (example) axis."""
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
@@ -170,9 +113,11 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransformation,
+def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.GradientTransformation,
                     task: str, mesh: Mesh | None, skip_nonfinite: bool) -> Callable:
-    _checks.check_choice(task, "task", TASKS)
+    """The un-jitted train step shared by :func:`make_train_step`, :func:`fit` and
+    :func:`fit_seeds`."""
+    loss_fn = tasks.loss(task) if loss_fn is None else loss_fn
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         x, y = _check_batch(batch, mesh)
@@ -186,7 +131,7 @@ def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransf
         new_state = state.replace(step=state.step + 1,
                                   params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state)
-        metrics = {"loss": loss, **_task_metrics(task, outputs, y)}
+        metrics = {"loss": loss, **tasks.metrics(task, outputs, y)}
         if skip_nonfinite:
             finite = jnp.logical_and(jnp.isfinite(loss), _all_finite(grads))
             new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
@@ -197,6 +142,39 @@ def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransf
     return train_step
 
 
+def _make_eval_body(apply_fn: ApplyFn, loss_fn: LossFn | None, task: str,
+                    mesh: Mesh | None) -> Callable:
+    """The un-jitted evaluation shared by :func:`make_eval_step` and :func:`fit_seeds`."""
+    loss_fn = tasks.loss(task) if loss_fn is None else loss_fn
+
+    def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
+        x, y = _check_batch(batch, mesh)
+        outputs = apply_fn(params, x)
+        return {"loss": loss_fn(outputs, y), **tasks.metrics(task, outputs, y)}
+
+    return eval_step
+
+
+def _make_epoch(step_body: Callable, num_batches: int, batch_size: int,
+                sharded: NamedSharding | None = None) -> Callable:
+    """``epoch(state, x, y, key, e)``: one ``lax.scan`` of ``step_body`` over the minibatches of
+    ``permutation(fold_in(key, e), n)`` (the ragged last batch dropped)."""
+
+    def epoch(state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array, e: jax.Array):
+        order = jax.random.permutation(jax.random.fold_in(key, e), x.shape[0])
+        order = order[: num_batches * batch_size].reshape(num_batches, batch_size)
+
+        def scan_step(state, indices):
+            batch = (x[indices], y[indices])
+            if sharded is not None:
+                batch = jax.lax.with_sharding_constraint(batch, sharded)
+            return step_body(state, batch)
+
+        return jax.lax.scan(scan_step, state, order)
+
+    return epoch
+
+
 def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, sharded over "data") for ``mesh``."""
     if "data" not in mesh.axis_names:
@@ -204,7 +182,8 @@ def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
 
-def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransformation, *,
+def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.GradientTransformation,
+                    *,
                     task: str = "multiclass", mesh: Mesh | None = None,
                     skip_nonfinite: bool = False, max_traces: int | None = None) -> Callable:
     """A jit-compiled train step ``step(state, batch) -> (state, metrics)``.
@@ -216,9 +195,11 @@ def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransf
 
     Args:
       apply_fn: ``apply_fn(params, x) -> outputs`` (logits or raw outputs).
-      loss_fn: ``loss_fn(outputs, y) -> scalar``, e.g. :func:`loss_for_task`.
+      loss_fn: ``loss_fn(outputs, y) -> scalar``; ``None`` takes the task's loss,
+        :func:`jaxfund.tasks.loss`.
       tx: an ``optax.GradientTransformation``, e.g. ``jaxfund.optimizers.adam(lr=1e-3)``.
-      task: ``"multiclass"``, ``"binary"`` or ``"regression"``; selects the metrics.
+      task: ``"multiclass"``, ``"binary"`` or ``"regression"`` (:data:`jaxfund.tasks.TASKS`);
+        selects the metrics (:func:`jaxfund.tasks.metrics`) and the default loss.
       mesh: a mesh with a ``"data"`` axis (see :func:`data_mesh`) for data parallelism: the
         batch is sharded over ``"data"`` (its size must be divisible by the axis size), the
         state is replicated. ``None``: default device.
@@ -230,7 +211,8 @@ def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransf
     Returns:
       ``step(state, batch)``: ``batch = (x, y)``; the state argument is donated (use the
       returned state). ``metrics`` has ``"loss"`` (the mean loss before the update),
-      ``"accuracy"`` for classification and ``"skipped"`` (int32 0/1) with ``skip_nonfinite``.
+      ``"accuracy"`` (classification) or ``"mse"`` (regression) and ``"skipped"`` (int32 0/1)
+      with ``skip_nonfinite``.
     """
     body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite)
     if max_traces is not None:
@@ -247,8 +229,9 @@ def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn, tx: optax.GradientTransf
     return data_parallel_train_step
 
 
-def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, task: str = "multiclass",
-                   mesh: Mesh | None = None, max_traces: int | None = None) -> Callable:
+def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn | None = None, *,
+                   task: str = "multiclass", mesh: Mesh | None = None,
+                   max_traces: int | None = None) -> Callable:
     """A jit-compiled evaluation ``eval_step(params, batch) -> metrics`` (no update).
 
     Args:
@@ -259,16 +242,7 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, task: str = "multiclas
       or ``{"loss", "mse"}`` for regression (``mse = mean((outputs[..., 0] - y)**2)``), as
       scalars over the whole batch.
     """
-    _checks.check_choice(task, "task", TASKS)
-
-    def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
-        x, y = _check_batch(batch, mesh)
-        outputs = apply_fn(params, x)
-        metrics = {"loss": loss_fn(outputs, y), **_task_metrics(task, outputs, y)}
-        if task == "regression":
-            metrics["mse"] = jnp.mean((outputs[..., 0] - y.astype(outputs.dtype)) ** 2)
-        return metrics
-
+    eval_step = _make_eval_body(apply_fn, loss_fn, task, None if mesh is None else mesh)
     if max_traces is not None:
         eval_step = chex.assert_max_traces(eval_step, n=max_traces)
     if mesh is None:
@@ -323,6 +297,20 @@ def _check_data(data: Any, name: str) -> tuple[np.ndarray | jax.Array, np.ndarra
     return x, y
 
 
+def _check_schedule(x: Any, epochs: int, batch_size: int, start_epoch: int = 0) -> int:
+    """Checks the epoch and batch arguments of :func:`fit`/:func:`fit_seeds`; returns the
+    number of minibatches per epoch."""
+    _checks.check_int(epochs, "epochs", low=0)
+    _checks.check_int(start_epoch, "start_epoch", low=0)
+    _checks.check_int(batch_size, "batch_size", low=1)
+    if start_epoch > epochs:
+        raise ValueError(f"start_epoch={start_epoch} must be <= epochs={epochs}")
+    if batch_size > x.shape[0]:
+        raise ValueError(f"batch_size={batch_size} is larger than the {x.shape[0]} examples "
+                         "of train_data")
+    return x.shape[0] // batch_size
+
+
 def _summary(metrics: dict[str, np.ndarray], prefix: str) -> dict[str, float]:
     """Mean of per-step metrics over the steps that were not skipped."""
     kept = metrics.get("skipped", np.zeros_like(metrics["loss"], dtype=np.int32)) == 0
@@ -334,10 +322,21 @@ def _summary(metrics: dict[str, np.ndarray], prefix: str) -> dict[str, float]:
     return out
 
 
-def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn, loss_fn: LossFn,
-        tx: optax.GradientTransformation, task: str = "multiclass", epochs: int,
-        batch_size: int, seed: int = 0, eval_data: tuple[Any, Any] | None = None,
-        start_epoch: int = 0, mesh: Mesh | None = None, skip_nonfinite: bool = False,
+def _history_entry(epoch: int, train: dict[str, np.ndarray],
+                   test: dict[str, np.ndarray] | None) -> dict:
+    """One epoch of history: the means of the per-step train metrics and the test metrics."""
+    entry = {"epoch": epoch, **_summary(train, "train_")}
+    if test is not None:
+        entry.update({f"test_{name}": float(value) for name, value in test.items()})
+    entry["skipped"] = int(np.sum(train.get("skipped", 0)))
+    return entry
+
+
+def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn,
+        loss_fn: LossFn | None = None, tx: optax.GradientTransformation,
+        task: str = "multiclass", epochs: int, batch_size: int, seed: int = 0,
+        eval_data: tuple[Any, Any] | None = None, start_epoch: int = 0,
+        mesh: Mesh | None = None, skip_nonfinite: bool = False,
         callback: Callable[[dict, TrainState], None] | None = None,
         max_traces: int | None = None) -> FitResult:
     """Trains for epochs ``start_epoch + 1 .. epochs``, one compiled ``lax.scan`` per epoch.
@@ -361,42 +360,24 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn, lo
         replicated on every device rather than sharded, so its size need not divide).
       start_epoch: number of epochs already done (resume).
       callback: ``callback(entry, state)`` after every epoch, e.g. for a progress bar or a
-        checkpoint. The state is donated to the next epoch: save or copy it inside the
-        callback rather than keeping a reference.
+        checkpoint (:func:`jaxfund.checkpoint.save`). The state is donated to the next epoch:
+        save or copy it inside the callback rather than keeping a reference.
 
     Returns:
       :class:`FitResult`. ``history`` has one entry per epoch: ``{"epoch", "train_loss",
-      "train_accuracy" (classification), "test_loss", "test_accuracy" | "test_mse" (with
-      eval_data), "seconds", "skipped"}``; train metrics are means over the epoch's steps
-      that were not skipped.
+      "train_accuracy" | "train_mse", "test_loss", "test_accuracy" | "test_mse" (with
+      eval_data), "skipped", "seconds"}``; train metrics are means over the epoch's steps that
+      were not skipped.
     """
     x, y = _check_data(train_data, "train_data")
-    for value, name in ((epochs, "epochs"), (start_epoch, "start_epoch"), (seed, "seed")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    if start_epoch > epochs:
-        raise ValueError(f"start_epoch={start_epoch} must be <= epochs={epochs}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    num_examples = x.shape[0]
-    if batch_size > num_examples:
-        raise ValueError(f"batch_size={batch_size} is larger than the {num_examples} examples "
-                         f"of train_data")
-    num_batches = num_examples // batch_size
+    num_batches = _check_schedule(x, epochs, batch_size, start_epoch)
+    _checks.check_int(seed, "seed", low=0)
     step_body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite)
     replicated, sharded = _shardings(mesh) if mesh is not None else (None, None)
+    epoch_fn = _make_epoch(step_body, num_batches, batch_size, sharded)
 
     def train_epoch(state: TrainState, x: jax.Array, y: jax.Array, epoch: jax.Array):
-        key = jax.random.fold_in(jax.random.key(seed), epoch)
-        order = jax.random.permutation(key, num_examples)[: num_batches * batch_size]
-
-        def scan_step(state, indices):
-            batch = (x[indices], y[indices])
-            if mesh is not None:
-                batch = jax.lax.with_sharding_constraint(batch, sharded)
-            return step_body(state, batch)
-
-        return jax.lax.scan(scan_step, state, order.reshape(num_batches, batch_size))
+        return epoch_fn(state, x, y, jax.random.key(seed), epoch)
 
     if max_traces is not None:
         train_epoch = chex.assert_max_traces(train_epoch, n=max_traces)
@@ -428,12 +409,8 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn, lo
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start
         train_seconds += seconds
-        entry = {"epoch": epoch, **_summary(metrics, "train_")}
-        if evaluate is not None:
-            test = jax.device_get(evaluate(state.params, eval_batch))
-            entry.update({f"test_{name}": float(value) for name, value in test.items()})
-        entry["seconds"] = seconds
-        entry["skipped"] = int(np.sum(metrics.get("skipped", 0)))
+        test = None if evaluate is None else jax.device_get(evaluate(state.params, eval_batch))
+        entry = {**_history_entry(epoch, metrics, test), "seconds": seconds}
         history.append(entry)
         if callback is not None:
             callback(entry, state)
@@ -441,136 +418,94 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn, lo
                      train_seconds=train_seconds, steps=num_batches * (epochs - start_epoch))
 
 
-_MAGIC = b"JAXFUND-CHECKPOINT\n"
-_FORMAT_VERSION = 1
-_DIGEST_BYTES = hashlib.sha256().digest_size
+class SeedsResult(NamedTuple):
+    """What :func:`fit_seeds` returns.
 
-
-def _leaf_to_numpy(leaf: Any) -> np.ndarray:
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-        if not leaf.is_fully_replicated:
-            raise ValueError("save needs replicated (or single-process) arrays; got a leaf "
-                             f"sharded across processes with sharding {leaf.sharding}")
-        leaf = leaf.addressable_data(0)
-    return np.asarray(jax.device_get(leaf))
-
-
-def _flatten(tree: Any) -> tuple[list[str], list[Any]]:
-    with_paths, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [jax.tree_util.keystr(path) for path, _ in with_paths], [leaf for _, leaf in with_paths]
-
-
-def save(path: str | os.PathLike, state: TrainState, extra: dict | None = None) -> None:
-    """Writes the full training state (params, optimizer state, step) and ``extra`` to ``path``.
-
-    The file is ``magic | sha256(payload) | payload`` with a msgpack payload (flax
-    serialization) holding a JSON header (format version, the key path, shape and dtype of
-    every leaf, ``extra``) and the leaves as arrays. It is written to a temporary file in the
-    same directory, flushed to disk and renamed over ``path`` with ``os.replace`` (atomic), so a
-    crash mid-write leaves either the old checkpoint or the new one, never a broken file.
-
-    Args:
-      path: the file to write; its directory must exist.
-      state: a :class:`TrainState` (or any pytree of arrays).
-      extra: JSON-serialisable metadata, e.g. ``{"epoch": 5, "seed": 0, "config": {...}}``.
+    Attributes:
+      states: the final :class:`TrainState` of every seed, stacked on a leading seed axis
+        (``jax.tree.map(lambda a: a[i], states)`` is seed ``seeds[i]``'s).
+      histories: one history per seed, each one entry per epoch as :func:`fit`'s (without
+        ``"seconds"``: the seeds run together).
+      compile_seconds: time to trace and compile the one program.
+      train_seconds: wall time of the run (every seed, every epoch, evaluations included).
     """
-    path = os.fspath(path)
-    names, leaves = _flatten(state)
-    arrays = [_leaf_to_numpy(leaf) for leaf in leaves]
-    try:
-        extra_json = json.dumps({} if extra is None else extra)
-    except TypeError as err:
-        raise TypeError(f"extra must be JSON-serialisable: {err}") from None
-    header = {
-        "format": "jaxfund-checkpoint",
-        "format_version": _FORMAT_VERSION,
-        "paths": names,
-        "shapes": [list(a.shape) for a in arrays],
-        "dtypes": [str(a.dtype) for a in arrays],
-    }
-    payload = flax.serialization.msgpack_serialize({
-        "header": json.dumps(header),
-        "extra": extra_json,
-        "leaves": {str(i): a for i, a in enumerate(arrays)},
-    })
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    states: TrainState
+    histories: list[list[dict]]
+    compile_seconds: float
+    train_seconds: float
 
 
-def _read(path: str) -> tuple[dict, dict, dict]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint file not found: {path}") from None
-    if not data.startswith(_MAGIC):
-        raise ValueError(f"{path} is not a jaxfund checkpoint (bad magic bytes)")
-    digest = data[len(_MAGIC): len(_MAGIC) + _DIGEST_BYTES]
-    payload = data[len(_MAGIC) + _DIGEST_BYTES:]
-    if hashlib.sha256(payload).digest() != digest:
-        raise ValueError(f"checkpoint {path} is corrupt or truncated (checksum mismatch, "
-                         f"{len(data)} bytes)")
-    try:
-        content = flax.serialization.msgpack_restore(payload)
-        header = json.loads(content["header"])
-        extra = json.loads(content["extra"])
-        leaves = content["leaves"]
-    except Exception as err:  # any decoding failure means an unreadable file
-        raise ValueError(f"checkpoint {path} cannot be decoded: {err}") from None
-    if header.get("format_version") != _FORMAT_VERSION:
-        raise ValueError(f"checkpoint {path} has format version {header.get('format_version')}, "
-                         f"this jaxfund reads version {_FORMAT_VERSION}")
-    return header, extra, leaves
+def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], *,
+              seeds: Sequence[int], apply_fn: ApplyFn, loss_fn: LossFn | None = None,
+              tx: optax.GradientTransformation, task: str = "multiclass", epochs: int,
+              batch_size: int, eval_data: tuple[Any, Any] | None = None,
+              skip_nonfinite: bool = False) -> SeedsResult:
+    """Trains one model per seed, every seed and every epoch in ONE compiled program.
 
-
-def restore(path: str | os.PathLike, like: TrainState) -> tuple[TrainState, dict]:
-    """Reads a checkpoint written by :func:`save` into the structure of ``like``.
+    Seed ``s`` starts from ``init_fn(jax.random.key(s))`` and trains exactly as
+    ``fit(TrainState.create(init_fn(key(s)), tx), train_data, seed=s, ...)``: the same train
+    step, the same epoch (shuffle ``permutation(fold_in(key(s), e), n)``) and the same
+    evaluation after every epoch. The seeds are batched with ``jax.vmap`` and the epochs run in
+    a ``lax.scan``, so ``len(seeds)`` seeds cost one compilation and one dispatch. Batched
+    matrix products may be summed in another order than single ones, so a seed's numbers can
+    differ from ``fit``'s in the last float32 bits (see the README).
 
     Args:
-      path: the checkpoint file.
-      like: a state of the expected structure, shapes and dtypes (e.g. a freshly created
-        :class:`TrainState`); its values are not used. Each restored leaf is placed with the
-        sharding of the corresponding leaf of ``like``.
+      init_fn: ``init_fn(key) -> params``, e.g. ``MLP(...).init``.
+      train_data, apply_fn, loss_fn, tx, task, epochs, batch_size, eval_data, skip_nonfinite:
+        as in :func:`fit` (all epochs from the first; no mesh: run on the default device).
+      seeds: the seeds, non-negative ints.
 
     Returns:
-      ``(state, extra)``.
+      :class:`SeedsResult` with the stacked final states and one :func:`fit`-style history per
+      seed.
 
-    Raises:
-      FileNotFoundError: ``path`` does not exist (the message names it).
-      ValueError: the file is corrupt, truncated or not a checkpoint, or its structure, shapes
-        or dtypes differ from ``like``'s (the message names the path and the first difference).
+    >>> from jaxfund import models, optimizers
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int32)
+    >>> model = models.MLP(4, (8,), 1)
+    >>> result = fit_seeds(model.init, (x, y), seeds=[0, 1], apply_fn=model.apply,
+    ...                    tx=optimizers.adam(lr=1e-2), task="binary", epochs=3, batch_size=16)
+    >>> [len(h) for h in result.histories], sorted(result.histories[0][-1])
+    ([3, 3], ['epoch', 'skipped', 'train_accuracy', 'train_loss'])
     """
-    path = os.fspath(path)
-    header, extra, stored = _read(path)
-    names, like_leaves = _flatten(like)
-    treedef = jax.tree_util.tree_structure(like)
-    if header["paths"] != names:
-        missing = sorted(set(header["paths"]) ^ set(names))
-        raise ValueError(
-            f"checkpoint {path} does not match the structure of `like`: it has "
-            f"{len(header['paths'])} leaves, `like` has {len(names)}; differing leaves: "
-            f"{', '.join(missing[:5]) or 'same names in a different order'}"
-        )
-    leaves = []
-    for i, (name, like_leaf) in enumerate(zip(names, like_leaves)):
-        value = stored[str(i)]
-        expected = (tuple(np.shape(like_leaf)), str(np.dtype(like_leaf.dtype)))
-        if (tuple(value.shape), str(value.dtype)) != expected:
-            raise ValueError(
-                f"checkpoint {path}: leaf {name} has shape {tuple(value.shape)} and dtype "
-                f"{value.dtype}, but `like` expects shape {expected[0]} and dtype {expected[1]}"
-            )
-        sharding = getattr(like_leaf, "sharding", None)
-        leaves.append(jax.device_put(value, sharding) if sharding is not None else
-                      jnp.asarray(value))
-    return jax.tree_util.tree_unflatten(treedef, leaves), extra
+    x, y = _check_data(train_data, "train_data")
+    num_batches = _check_schedule(x, epochs, batch_size)
+    seeds = [_checks.check_int(s, f"seeds[{i}]", low=0) for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    epoch_fn = _make_epoch(_make_step_body(apply_fn, loss_fn, tx, task, None, skip_nonfinite),
+                           num_batches, batch_size)
+    evaluate = None if eval_data is None else _make_eval_body(apply_fn, loss_fn, task, None)
+    eval_batch = None if eval_data is None else _check_data(eval_data, "eval_data")
+
+    def one_seed(seed: jax.Array, x: jax.Array, y: jax.Array, eval_batch: Any):
+        key = jax.random.key(seed)
+
+        def epoch(state, e):
+            state, train = epoch_fn(state, x, y, key, e)
+            test = None if evaluate is None else evaluate(state.params, eval_batch)
+            return state, (train, test)
+
+        return jax.lax.scan(epoch, TrainState.create(init_fn(key), tx),
+                            jnp.arange(1, epochs + 1, dtype=jnp.int32))
+
+    program = jax.jit(jax.vmap(one_seed, in_axes=(0, None, None, None)))
+    args = (jnp.asarray(seeds, jnp.uint32), jnp.asarray(x), jnp.asarray(y),
+            None if eval_batch is None else tuple(jnp.asarray(a) for a in eval_batch))
+    start = time.perf_counter()
+    compiled = program.lower(*args).compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    states, (train, test) = jax.block_until_ready(compiled(*args))
+    train, test = jax.device_get((train, test))
+    train_seconds = time.perf_counter() - start
+    histories = [
+        [_history_entry(e + 1, {k: v[i, e] for k, v in train.items()},
+                        None if test is None else {k: v[i, e] for k, v in test.items()})
+         for e in range(epochs)]
+        for i in range(len(seeds))]
+    return SeedsResult(states=states, histories=histories, compile_seconds=compile_seconds,
+                       train_seconds=train_seconds)

@@ -36,8 +36,8 @@ def main() -> None:
         tx = optimizers.adam(lr=args.lr)
         state = train.TrainState.create(model.init(jax.random.key(args.seed)), tx)
         result = train.fit(
-            state, (x_train, y_train), apply_fn=model.apply,
-            loss_fn=train.loss_for_task("multiclass"), tx=tx, task="multiclass",
+            state, (x_train, y_train), apply_fn=model.apply, tx=tx,
+            task="multiclass",  # the loss: tasks.loss("multiclass"), cross_entropy on logits
             epochs=args.epochs, batch_size=len(x_train),  # full batch, as in the course
             seed=args.seed, eval_data=(ds.x_test, ds.y_test),
         )

@@ -11,7 +11,7 @@ import argparse
 
 import jax
 
-from jaxfund import data, models, optimizers, train
+from jaxfund import data, models, optimizers, tasks, train
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     model = models.MLP(
         in_features=ds.num_features,
         hidden=tuple(int(w) for w in args.hidden.split(",")),
-        out_features=models.output_features(ds.task, ds.num_classes),
+        out_features=tasks.output_features(ds.task, ds.num_classes),
         activation=args.activation,
     )
     tx = optimizers.get(args.optimizer)(lr=args.lr)  # torch.optim.Adam(model.parameters(), lr=...)
@@ -41,8 +41,7 @@ def main() -> None:
 
     result = train.fit(
         state, (ds.x_train, ds.y_train), apply_fn=model.apply,
-        loss_fn=train.loss_for_task(ds.task),  # cross_entropy on the logits
-        tx=tx, task=ds.task, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        tx=tx, task=ds.task,  # the loss: tasks.loss(ds.task), cross_entropy on the logits epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         eval_data=(ds.x_test, ds.y_test), callback=report,
     )
     final = result.history[-1]

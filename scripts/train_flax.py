@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
-from jaxfund import activations, data, models, optimizers, train
+from jaxfund import activations, data, optimizers, tasks, train
 
 
 class MLP(nn.Module):
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ds = data.load(args.dataset)
-    module = MLP(hidden=(128, 64), out_features=models.output_features(ds.task, ds.num_classes),
+    module = MLP(hidden=(128, 64), out_features=tasks.output_features(ds.task, ds.num_classes),
                  activation=activations.get(args.activation))
     params = module.init(jax.random.key(args.seed), ds.x_train[:1])["params"]
 
@@ -54,10 +54,10 @@ def main() -> None:
     tx = optimizers.get(args.optimizer)(lr=args.lr)
     result = train.fit(
         train.TrainState.create(params, tx), (ds.x_train, ds.y_train), apply_fn=apply_fn,
-        loss_fn=train.loss_for_task(ds.task), tx=tx, task=ds.task, epochs=args.epochs,
+        tx=tx, task=ds.task, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, eval_data=(ds.x_test, ds.y_test),
     )
-    metric = "test_mse" if ds.task == "regression" else "test_accuracy"
+    metric = f"test_{tasks.metric(ds.task)}"
     for entry in result.history:
         print(f"epoch {entry['epoch']:3d}  train loss {entry['train_loss']:.4f}  "
               f"{metric.replace('_', ' ')} {entry[metric]:.4f}")

@@ -12,14 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfund import data, models, optimizers, train
+from jaxfund import data, models, optimizers, tasks, train
 
 
 def main() -> None:
     ds = data.load("classification")
     model = models.MLP(ds.num_features, (50,), 2)
     tx = optimizers.adam(lr=1e-3)
-    loss_fn = train.loss_for_task("multiclass")
+    loss_fn = tasks.loss("multiclass")
     init = model.init(jax.random.key(0))
     shard_shapes = set()
 

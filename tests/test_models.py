@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from jaxfund import models, train
+from jaxfund import activations, models, tasks
 
 # jaxfund activation name -> torch module (the torch reference).
 ACTIVATIONS = [
@@ -96,7 +96,7 @@ def test_apply_and_gradients_match_torch_f64(name, torch_act):
     x, y = rng.normal(size=(10, 6)), rng.integers(0, 4, size=10)
     with jax.enable_x64(True):
         params = model.init(jax.random.key(3), jnp.float64)
-        loss_fn = train.loss_for_task("multiclass")
+        loss_fn = tasks.loss("multiclass")
         loss, grads = jax.value_and_grad(
             lambda p: loss_fn(model.apply(p, jnp.asarray(x)), jnp.asarray(y)))(params)
         net = _torch_net(model, params, [torch_act] * 2, torch.float64)
@@ -157,18 +157,35 @@ def test_bad_x_dtype_and_bad_params():
         models.MLP(3, (5,), 2).apply(params, jnp.ones((2, 3)))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"in_features": 0}, "in_features must be a positive int"),
-    ({"in_features": 3, "out_features": 2.0}, "out_features must be a positive int"),
-    ({"in_features": 3, "hidden": 4}, "hidden must be a sequence"),
-    ({"in_features": 3, "hidden": (4, 0)}, r"hidden\[1\] must be a positive int"),
-    ({"in_features": 3, "hidden": (4, 4), "activation": ["relu"]},
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"in_features": 0}, ValueError, "in_features must be >= 1"),
+    ({"in_features": 3, "out_features": 2.0}, TypeError, "out_features must be an int"),
+    ({"in_features": 3, "hidden": 4}, TypeError, "hidden must be a sequence"),
+    ({"in_features": 3, "hidden": "64"}, TypeError, "hidden must be a sequence"),
+    ({"in_features": 3, "hidden": (4, 0)}, ValueError, r"hidden\[1\] must be >= 1"),
+    ({"in_features": 3, "hidden": (4, 4), "activation": ["relu"]}, ValueError,
      "activation has 1 entries but hidden has 2 layers"),
-    ({"in_features": 3, "activation": "nope"}, "unknown activation 'nope'; valid names: .*relu"),
+    ({"in_features": 3, "activation": "nope"}, ValueError,
+     "unknown activation 'nope'; valid hidden-layer activations: identity, .*relu"),
 ])
-def test_bad_construction(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
         models.MLP(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(set(activations.NAMES) - set(activations.ELEMENTWISE)))
+def test_non_elementwise_activation_is_refused(name):
+    with pytest.raises(ValueError, match=f"activation '{name}' is not an element-wise activation"
+                                         ".*valid hidden-layer activations: identity, sigmoid"):
+        models.MLP(3, (4,), 2, activation=name)
+
+
+@pytest.mark.parametrize("name", activations.ELEMENTWISE)
+def test_every_elementwise_activation_builds_and_runs(name):
+    model = models.MLP(3, (4,), 2, activation=name)
+    out = model.apply(model.init(jax.random.key(0)), jnp.ones((5, 3)))
+    assert out.shape == (5, 2) and bool(jnp.all(jnp.isfinite(out)))
+    assert models.hidden_activation(name) is activations.get(name)
 
 
 def test_hidden_list_is_normalised():
@@ -176,16 +193,6 @@ def test_hidden_list_is_normalised():
     assert model.hidden == (4, 5) and model.activation == ("relu", "tanh")
     assert model.sizes == (3, 4, 5, 2)
     hash(model)
-
-
-def test_output_features():
-    assert models.output_features("regression") == 1
-    assert models.output_features("binary", 2) == 1
-    assert models.output_features("multiclass", 10) == 10
-    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
-        models.output_features("multiclass", 1)
-    with pytest.raises(ValueError, match="task must be one of"):
-        models.output_features("ranking", 3)
 
 
 # Heads per the course: task -> (torch loss on the raw outputs, targets).
@@ -198,13 +205,13 @@ HEADS = [
 
 @pytest.mark.parametrize("task,num_classes,torch_loss", HEADS, ids=[h[0] for h in HEADS])
 def test_heads_match_torch_losses(task, num_classes, torch_loss):
-    model = models.MLP(6, (8,), models.output_features(task, num_classes))
+    model = models.MLP(6, (8,), tasks.output_features(task, num_classes))
     params = model.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 6)).astype(np.float32)
     y = (rng.normal(size=12).astype(np.float32) if task == "regression"
          else rng.integers(0, max(num_classes, 2), size=12).astype(np.int32))
     outputs = model.apply(params, x)
-    ours = train.loss_for_task(task)(outputs, jnp.asarray(y))
+    ours = tasks.loss(task)(outputs, jnp.asarray(y))
     ref = torch_loss(torch.from_numpy(np.array(outputs)), torch.from_numpy(y))
     np.testing.assert_allclose(ours, ref.item(), rtol=1e-5)

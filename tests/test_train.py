@@ -8,12 +8,11 @@ import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 from flax import nnx
 
-from jaxfund import data, models, optimizers, train
+from jaxfund import checkpoint, data, models, optimizers, tasks, train
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +29,7 @@ def course():
 
 def _setup(ds, hidden=(50,), task="multiclass", lr=1e-3, key=0):
     """The course network (20-50-2 relu by default) with Adam, as (model, tx, state)."""
-    model = models.MLP(ds.num_features, hidden, models.output_features(task, ds.num_classes))
+    model = models.MLP(ds.num_features, hidden, tasks.output_features(task, ds.num_classes))
     tx = optimizers.adam(lr=lr)
     return model, tx, train.TrainState.create(model.init(jax.random.key(key)), tx)
 
@@ -38,7 +37,7 @@ def _setup(ds, hidden=(50,), task="multiclass", lr=1e-3, key=0):
 def _fit(ds, model, tx, state, task="multiclass", **kwargs):
     kwargs = {"epochs": 3, "batch_size": 32, "eval_data": (ds.x_test, ds.y_test), **kwargs}
     return train.fit(state, (ds.x_train, ds.y_train), apply_fn=model.apply,
-                     loss_fn=train.loss_for_task(task), tx=tx, task=task, **kwargs)
+                     loss_fn=tasks.loss(task), tx=tx, task=task, **kwargs)
 
 
 def _leaves_equal(a, b):
@@ -60,12 +59,6 @@ def test_train_state_create():
     assert jax.tree.structure(state).num_leaves == 1 + 1 + len(jax.tree.leaves(tx.init(params)))
 
 
-def test_loss_for_task_unknown():
-    with pytest.raises(ValueError,
-                       match="task must be one of 'multiclass', 'binary', 'regression'"):
-        train.loss_for_task("ranking")
-
-
 def test_course_full_batch_matches_torch(course):
     """The course's loop (20 full-batch Adam steps on the 800 train samples, 20-50-2 relu MLP)
     with logits into CrossEntropyLoss, in torch from the same initial weights."""
@@ -77,7 +70,7 @@ def test_course_full_batch_matches_torch(course):
             linear.bias.copy_(torch.from_numpy(np.array(layer["b"])))
     optimizer = torch.optim.Adam(net.parameters(), lr=0.001)
     x, y = torch.from_numpy(course.x_train), torch.from_numpy(course.y_train).long()
-    step = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx)
+    step = train.make_train_step(model.apply, tasks.loss("multiclass"), tx)
     for _ in range(20):
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(net(x), y)
@@ -123,6 +116,7 @@ def test_other_heads_train(name, task, metric, bound):
     if task == "regression":
         assert "test_accuracy" not in last and "train_accuracy" not in last
         np.testing.assert_allclose(last["test_mse"], last["test_loss"], rtol=1e-6)
+        np.testing.assert_allclose(last["train_mse"], last["train_loss"], rtol=1e-6)
 
 
 def test_history_entries_and_callback(course):
@@ -143,7 +137,7 @@ def test_fit_equals_step_loop_with_documented_shuffle(course):
     model, tx, state = _setup(course)
     loop_state = train.TrainState.create(jax.tree.map(jnp.array, state.params), tx)
     result = _fit(course, model, tx, state, epochs=2, batch_size=112, seed=5)
-    step = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx)
+    step = train.make_train_step(model.apply, tasks.loss("multiclass"), tx)
     for epoch in (1, 2):
         order = np.asarray(jax.random.permutation(
             jax.random.fold_in(jax.random.key(5), epoch), 800))
@@ -160,7 +154,7 @@ def test_step_and_epoch_compile_once():
     and across epochs; a new batch shape is a retrace and trips the assertion."""
     ds = data.load("iris")
     model, tx, state = _setup(ds, hidden=(8,))
-    step = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx,
+    step = train.make_train_step(model.apply, tasks.loss("multiclass"), tx,
                                  max_traces=1)
     for i in range(4):
         state, _ = step(state, (ds.x_train[10 * i: 10 * i + 10], ds.y_train[10 * i: 10 * i + 10]))
@@ -174,7 +168,7 @@ def test_step_and_epoch_compile_once():
 
 def test_eval_step_metrics_match_torch(course):
     model, _, state = _setup(course)
-    evaluate = train.make_eval_step(model.apply, train.loss_for_task("multiclass"))
+    evaluate = train.make_eval_step(model.apply, tasks.loss("multiclass"))
     metrics = evaluate(state.params, (course.x_test, course.y_test))
     logits = np.array(model.apply(state.params, course.x_test))
     ref = torch.nn.functional.cross_entropy(torch.from_numpy(logits),
@@ -182,14 +176,14 @@ def test_eval_step_metrics_match_torch(course):
     np.testing.assert_allclose(metrics["loss"], ref.item(), rtol=1e-6)
     np.testing.assert_allclose(metrics["accuracy"],
                                np.mean(logits.argmax(-1) == course.y_test), rtol=1e-7)
-    binary = train.make_eval_step(lambda p, x: x, train.loss_for_task("binary"), task="binary")
+    binary = train.make_eval_step(lambda p, x: x, tasks.loss("binary"), task="binary")
     out = binary(None, (jnp.array([[2.0], [-1.0], [0.5]]), jnp.array([1, 1, 0])))
     np.testing.assert_allclose(out["accuracy"], 1 / 3, rtol=1e-7)
 
 
 def test_bad_batches_and_arguments(course):
     model, tx, state = _setup(course)
-    loss_fn = train.loss_for_task("multiclass")
+    loss_fn = tasks.loss("multiclass")
     step = train.make_train_step(model.apply, loss_fn, tx)
     with pytest.raises(AssertionError, match="same number of examples"):
         step(state, (course.x_train[:8], course.y_train[:9]))
@@ -198,7 +192,7 @@ def test_bad_batches_and_arguments(course):
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 20\)"):
         step(state, (course.x_train[:8, :5], course.y_train[:8]))
     for kwargs, match in [({"batch_size": 801}, "larger than the 800 examples"),
-                          ({"batch_size": 0}, "batch_size must be a positive int"),
+                          ({"batch_size": 0}, "batch_size must be >= 1"),
                           ({"epochs": 2, "start_epoch": 3}, "start_epoch=3 must be <= epochs=2"),
                           ({"task": "ranking"}, "task must be one of")]:
         with pytest.raises(ValueError, match=match):
@@ -214,14 +208,14 @@ def test_skip_nonfinite_step(course, bad):
     x = course.x_train[:32].copy()
     x[3, 4] = bad
     before = jax.tree.map(np.array, state)
-    guarded = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx,
+    guarded = train.make_train_step(model.apply, tasks.loss("multiclass"), tx,
                                     skip_nonfinite=True)
     state, metrics = guarded(state, (x, course.y_train[:32]))
     assert int(metrics["skipped"]) == 1
     assert _leaves_equal(state, before)  # params, optimizer state and step unchanged
     state, metrics = guarded(state, (course.x_train[:32], course.y_train[:32]))
     assert int(metrics["skipped"]) == 0 and int(state.step) == 1
-    plain = train.make_train_step(model.apply, train.loss_for_task("multiclass"), tx)
+    plain = train.make_train_step(model.apply, tasks.loss("multiclass"), tx)
     state, metrics = plain(state, (x, course.y_train[:32]))
     assert "skipped" not in metrics
     assert not np.isfinite(np.asarray(state.params[0]["w"])).all()
@@ -233,7 +227,7 @@ def test_skip_nonfinite_fit_counts_skips(course):
     bad_rows = [3, 500]
     x[bad_rows, 0] = np.nan
     result = train.fit(state, (x, course.y_train), apply_fn=model.apply,
-                       loss_fn=train.loss_for_task("multiclass"), tx=tx, epochs=2,
+                       loss_fn=tasks.loss("multiclass"), tx=tx, epochs=2,
                        batch_size=100, seed=1, skip_nonfinite=True)
     for entry in result.history:
         order = np.asarray(jax.random.permutation(
@@ -276,84 +270,19 @@ def test_resume_after_epoch_k_is_bitwise_exact(course, tmp_path):
     path = tmp_path / "ckpt.msgpack"
     model, tx, state = _setup(course)
 
-    def checkpoint(entry, st):
+    def save_epoch_2(entry, st):
         if entry["epoch"] == 2:
-            train.save(path, st, {"epoch": entry["epoch"], "seed": 3})
+            checkpoint.save(path, st, {"epoch": entry["epoch"], "seed": 3})
 
-    full = _fit(course, model, tx, state, epochs=4, seed=3, callback=checkpoint)
+    full = _fit(course, model, tx, state, epochs=4, seed=3, callback=save_epoch_2)
     _, _, like = _setup(course, key=99)
-    restored, extra = train.restore(path, like)
+    restored, extra = checkpoint.restore(path, like)
     assert extra == {"epoch": 2, "seed": 3} and int(restored.step) == 50
     resumed = _fit(course, model, tx, restored, epochs=4, seed=extra["seed"],
                    start_epoch=extra["epoch"])
     assert [h["epoch"] for h in resumed.history] == [3, 4]
     assert _leaves_equal(resumed.state, full.state)
     assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]
-
-
-def test_checkpoint_roundtrip_is_atomic(course, tmp_path, monkeypatch):
-    path = tmp_path / "state.ckpt"
-    model, tx, state = _setup(course)
-    train.save(path, state, {"epoch": 0, "config": {"hidden": [50]}})
-    assert os.listdir(tmp_path) == ["state.ckpt"]
-    restored, extra = train.restore(str(path), state)
-    assert _leaves_equal(restored, state) and extra == {"epoch": 0, "config": {"hidden": [50]}}
-    assert restored.step.dtype == jnp.int32
-
-    def killed(*args):
-        raise KeyboardInterrupt("killed mid-write")
-
-    changed = state.replace(step=state.step + 7)
-    monkeypatch.setattr(os, "replace", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train.save(path, changed, {"epoch": 1})
-    monkeypatch.undo()
-    assert os.listdir(tmp_path) == ["state.ckpt"]  # no temp file left, old checkpoint intact
-    restored, extra = train.restore(path, state)
-    assert int(restored.step) == 0 and extra["epoch"] == 0
-    train.save(path, changed, {"epoch": 1})
-    assert int(train.restore(path, state)[0].step) == 7
-    with pytest.raises(TypeError, match="extra must be JSON-serialisable"):
-        train.save(path, state, {"bad": object()})
-
-
-def test_missing_or_corrupt_checkpoint_names_the_path(course, tmp_path):
-    _, _, state = _setup(course)
-    missing = tmp_path / "nope.ckpt"
-    with pytest.raises(FileNotFoundError, match=f"checkpoint file not found: {missing}"):
-        train.restore(missing, state)
-    path = tmp_path / "ckpt"
-    train.save(path, state)
-    blob = path.read_bytes()
-    path.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ValueError, match=f"checkpoint {path} is corrupt or truncated"):
-        train.restore(path, state)
-    flipped = bytearray(blob)
-    flipped[-3] ^= 0xFF
-    path.write_bytes(bytes(flipped))
-    with pytest.raises(ValueError, match="corrupt or truncated"):
-        train.restore(path, state)
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=f"{path} is not a jaxfund checkpoint"):
-        train.restore(path, state)
-
-
-def test_restore_into_different_structure_or_shape(course, tmp_path):
-    path = tmp_path / "ckpt"
-    _, _, state = _setup(course)
-    train.save(path, state)
-    _, _, wider = _setup(course, hidden=(60,))
-    with pytest.raises(ValueError, match=r"leaf \.params\[0\]\['b'\] has shape \(50,\).*expects "
-                                         r"shape \(60,\)"):
-        train.restore(path, wider)
-    sgd_state = train.TrainState.create(state.params, optax.sgd(0.1, momentum=0.9))
-    with pytest.raises(ValueError, match=f"checkpoint {path} does not match the structure"):
-        train.restore(path, sgd_state)
-    with jax.enable_x64(True):
-        f64 = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a,
-                           state)
-        with pytest.raises(ValueError, match="dtype float32, but `like` expects .* float64"):
-            train.restore(path, f64)
 
 
 class LinenMLP(linen.Module):
@@ -390,7 +319,7 @@ def test_linen_and_nnx_models_train_like_mlp(course):
         variables, linen_module.init(jax.random.key(0), course.x_train[:1]))
     linen_result = train.fit(
         train.TrainState.create(variables, tx), (course.x_train, course.y_train),
-        apply_fn=linen_module.apply, loss_fn=train.loss_for_task("multiclass"), tx=tx,
+        apply_fn=linen_module.apply, loss_fn=tasks.loss("multiclass"), tx=tx,
         epochs=2, batch_size=32, eval_data=(course.x_test, course.y_test))
 
     graphdef, nnx_state = nnx.split(NnxMLP(nnx.Rngs(0)))
@@ -401,7 +330,7 @@ def test_linen_and_nnx_models_train_like_mlp(course):
     nnx_result = train.fit(
         train.TrainState.create(nnx_state, tx), (course.x_train, course.y_train),
         apply_fn=lambda st, x: nnx.merge(graphdef, st)(x),
-        loss_fn=train.loss_for_task("multiclass"), tx=tx, epochs=2, batch_size=32,
+        loss_fn=tasks.loss("multiclass"), tx=tx, epochs=2, batch_size=32,
         eval_data=(course.x_test, course.y_test))
 
     trained = reference.state.params
@@ -417,3 +346,56 @@ def test_linen_and_nnx_models_train_like_mlp(course):
         assert result.history[-1]["test_accuracy"] == pytest.approx(
             reference.history[-1]["test_accuracy"], abs=0.011)
         assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+# ---------------------------------------------------------------------------------------------
+# fit_seeds: several seeds in one compiled program, each as fit with that seed.
+
+U32 = 2.0**-24  # float32 unit roundoff
+
+
+@pytest.mark.parametrize("name,task", [("classification", "binary"), ("iris", "multiclass"),
+                                       ("diabetes", "regression")])
+def test_fit_seeds_equals_fit_per_seed(name, task):
+    """Seed s of fit_seeds trains exactly as fit(seed=s) from init(key(s)): the same train
+    step and epoch, vmapped. XLA:CPU computes the batched (vmapped) products of the train step
+    as it computes the single ones, so params and every train metric are bitwise equal. The
+    evaluation's loss is a mean over the test set that XLA may sum in another order inside the
+    batched program: within n * U32 relative (n - 1 additions, each rounding by at most U32 of
+    the partial sum), and the test metric is the same."""
+    ds = data.load(name)
+    model, tx, _ = _setup(ds, hidden=(16,), task=task, lr=3e-3)
+    seeds = [0, 3, 4]
+    kwargs = dict(apply_fn=model.apply, tx=tx, task=task, epochs=3, batch_size=16,
+                  eval_data=(ds.x_test, ds.y_test))
+    many = train.fit_seeds(model.init, (ds.x_train, ds.y_train), seeds=seeds, **kwargs)
+    assert many.compile_seconds > 0 and many.train_seconds > 0
+    for i, seed in enumerate(seeds):
+        state = train.TrainState.create(model.init(jax.random.key(seed)), tx)
+        one = train.fit(state, (ds.x_train, ds.y_train), seed=seed, **kwargs)
+        assert _leaves_equal(jax.tree.map(lambda a: a[i], many.states), one.state)
+        for ours, ref in zip(many.histories[i], one.history, strict=True):
+            assert set(ours) == set(ref) - {"seconds"}
+            for key in ours:
+                if key == "test_loss":
+                    np.testing.assert_allclose(ours[key], ref[key], rtol=len(ds.x_test) * U32)
+                else:
+                    assert ours[key] == ref[key], (seed, ours["epoch"], key)
+
+
+def test_fit_seeds_distinct_seeds_and_bad_arguments(course):
+    model, tx, _ = _setup(course)
+    result = train.fit_seeds(model.init, (course.x_train, course.y_train), seeds=[1, 2],
+                             apply_fn=model.apply, tx=tx, epochs=1, batch_size=100)
+    w = np.asarray(result.states.params[0]["w"])
+    assert w.shape == (2, 20, 50) and not np.array_equal(w[0], w[1])
+    assert set(result.histories[0][0]) == {"epoch", "train_loss", "train_accuracy", "skipped"}
+    common = dict(apply_fn=model.apply, tx=tx, epochs=1, batch_size=100)
+    for seeds, error, match in [([], ValueError, "seeds must not be empty"),
+                                ([-1], ValueError, r"seeds\[0\] must be >= 0"),
+                                (["0"], TypeError, r"seeds\[0\] must be an int")]:
+        with pytest.raises(error, match=match):
+            train.fit_seeds(model.init, (course.x_train, course.y_train), seeds=seeds, **common)
+    with pytest.raises(ValueError, match="larger than the 800 examples"):
+        train.fit_seeds(model.init, (course.x_train, course.y_train), seeds=[0],
+                        **{**common, "batch_size": 801})
