@@ -1,0 +1,64 @@
+"""The ``jaxfund`` command: train, compare activations, plot them, measure gradient flow.
+
+Usage (``jaxfund <command> --help`` documents every option and its default)::
+
+    jaxfund train     [--dataset digits] [--activation relu] [--optimizer adam] ... --out DIR
+    jaxfund compare   [--datasets classification,digits] [--activations ...] --out DIR
+    jaxfund plot      --out DIR
+    jaxfund gradients --out DIR
+    jaxfund bench     [args forwarded to ``python -m benchmarks``]
+
+Each command is a thin caller of the Python API (:func:`jaxfund.train.fit`,
+:func:`jaxfund.experiments.compare`, :func:`jaxfund.experiments.activation_curves`,
+:func:`jaxfund.experiments.gradient_flow`) that adds progress bars, tables and files. User errors
+(an unknown dataset, activation or optimizer name, an ``--out`` that cannot be written, a missing
+checkpoint for ``--resume``) exit with status 2 and one line on stderr that names the problem and
+the valid choices. ``import jaxfund.cli`` is light: scikit-learn, matplotlib, rich and torch are
+imported inside the commands that need them.
+
+Modules: ``_common`` (parser, option types, one-line errors, output files), ``train``,
+``compare``, ``figures`` (plot and gradients), ``bench``, ``plots`` (matplotlib figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from jaxfund.cli import _common, bench, compare, figures, train
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the ``jaxfund`` argument parser (one subcommand per command)."""
+    parser = _common.Parser(prog="jaxfund", description=__doc__.split("\n\n")[0],
+                            formatter_class=_common.Formatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_common.Parser)
+    train.add_parser(sub)
+    compare.add_parser(sub)
+    figures.add_parsers(sub)
+    sub.add_parser("bench", add_help=False,
+                   help="run the benchmarks (arguments are forwarded to python -m benchmarks)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``jaxfund`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Returns 0 on success and 2 on a user error (after printing one line to stderr).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["bench"]:
+            return bench.run(argv[1:])
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exit_:  # --help
+            return int(exit_.code or 0)
+        return int(args.func(args) or 0)
+    except _common.UsageError as err:
+        print(f"jaxfund: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,136 @@
+"""What every command shares: one-line user errors, the parser, option types, output files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+
+class UsageError(Exception):
+    """A user error: reported as one line on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("jaxfund").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+    """``"64,64"`` -> ``(64, 64)``: positive widths."""
+    try:
+        widths = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints like 64,64, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return widths
+
+
+def name_list(text: str) -> list[str]:
+    """``"relu, gelu"`` -> ``["relu", "gelu"]`` (at least one name)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
+def checked(option: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``check(*args, **kwargs)``, its ``ValueError``/``TypeError``/``OSError`` (a missing or
+    corrupt file) as a one-line user error naming ``option``."""
+    try:
+        return check(*args, **kwargs)
+    except (TypeError, ValueError, OSError) as err:
+        raise UsageError(f"{option}: {err}") from None
+
+
+def check_dataset(name: str, option: str) -> str:
+    from jaxfund import data
+
+    if name not in data.NAMES:
+        raise UsageError(f"{option}: unknown dataset {name!r}; valid names: "
+                         f"{', '.join(data.NAMES)}")
+    return name
+
+
+def check_batch_size(batch_size: int, ds: Any) -> None:
+    if batch_size > len(ds.x_train):
+        raise UsageError(f"--batch-size {batch_size} is larger than the {len(ds.x_train)} "
+                         f"training examples of {ds.name}")
+
+
+def output_dir(path: str) -> str:
+    """Creates ``path`` and checks it is writable, or raises a user error naming ``--out``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UsageError(f"--out: cannot write to {path!r}: {err.strerror or err}") from None
+    return path
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy/JAX scalars and arrays turned into Python numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": JSON has no non-finite numbers
+    return value
+
+
+def write_json(path: str, payload: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(plain(payload), f, indent=2, allow_nan=False)
+        f.write("\n")
+
+
+def device() -> tuple[str, int]:
+    """``("platform:kind", device count)`` of the default backend."""
+    import jax
+
+    first = jax.devices()[0]
+    return f"{first.platform}:{first.device_kind}", jax.device_count()
+
+
+def consoles():
+    """Rich consoles for stdout (tables) and stderr (progress); 120 columns when piped."""
+    from rich.console import Console
+
+    return (Console(width=None if sys.stdout.isatty() else 120),
+            Console(stderr=True, width=None if sys.stderr.isatty() else 120))
+
+
+def progress_bar(console, *text_columns):
+    """A rich progress bar on ``console``: description, bar, ``n/N``, extra text, elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    *(TextColumn(t) for t in text_columns), TimeElapsedColumn(), console=console)

@@ -1,0 +1,263 @@
+"""The course's experiments as Python functions: what ``jaxfund compare``, ``jaxfund plot`` and
+``jaxfund gradients`` compute, returned as numbers (the command only adds tables and figures).
+
+- :func:`compare`: the same MLP trained with each activation (and optimizer) on each dataset,
+  several seeds at once (:func:`jaxfund.train.fit_seeds`), summarised as the command's table.
+- :func:`activation_curves`: every element-wise activation and its derivative on a grid.
+- :func:`gradient_flow`: per-layer gradient norms of a deep MLP at torch's initialisation
+  (vanishing gradients), and the course's repeated multiplication.
+
+In a notebook::
+
+    from jaxfund import experiments
+    rows = experiments.compare(datasets=("digits",), seeds=3)["digits"]
+    [(r.activation, r.test_metric_mean) for r in rows]
+
+``jaxfund.data`` loads the datasets, so these functions need scikit-learn (the ``cli`` extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfund import _checks, data, models, tasks, train
+from jaxfund import optimizers as optim
+from jaxfund import activations as activation_fns
+
+__all__ = [
+    "COMPARE_ACTIVATIONS",
+    "CompareRow",
+    "compare",
+    "FAMILIES",
+    "FAMILY_KWARGS",
+    "activation_curves",
+    "GradientFlow",
+    "gradient_flow",
+]
+
+COMPARE_ACTIVATIONS: tuple[str, ...] = ("identity", "sigmoid", "tanh", "relu", "leaky_relu",
+                                        "gelu")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareRow:
+    """One (dataset, activation, optimizer) of :func:`compare`, over its seeds.
+
+    Attributes:
+      dataset, task, activation, optimizer: what was trained (``task`` from
+        :func:`jaxfund.tasks.infer`).
+      metric: ``"accuracy"`` or ``"mse"`` (:func:`jaxfund.tasks.metric`).
+      seeds: the seeds, one model each.
+      test_metric: the test metric after the last epoch, one per seed.
+      final_train_loss: the last epoch's mean train loss, one per seed.
+      train_loss_curves, test_loss_curves, test_metric_curves: ``(seeds, epochs)`` arrays.
+      epochs_to_target: the first epoch (1-based) whose seed-mean train loss is
+        ``<= target_loss``, or None.
+      compile_seconds, train_seconds: of the one program that trained every seed.
+    """
+
+    dataset: str
+    task: str
+    activation: str
+    optimizer: str
+    metric: str
+    seeds: tuple[int, ...]
+    test_metric: np.ndarray
+    final_train_loss: np.ndarray
+    train_loss_curves: np.ndarray
+    test_loss_curves: np.ndarray
+    test_metric_curves: np.ndarray
+    epochs_to_target: int | None
+    compile_seconds: float
+    train_seconds: float
+
+    @property
+    def test_metric_mean(self) -> float:
+        """Mean over the seeds of the final test metric."""
+        return float(np.mean(self.test_metric))
+
+    @property
+    def test_metric_std(self) -> float:
+        """Population standard deviation over the seeds of the final test metric."""
+        return float(np.std(self.test_metric))
+
+
+def compare(datasets: Sequence[str] = ("classification", "digits"),
+            activations: Sequence[str] = COMPARE_ACTIVATIONS,
+            optimizers: Sequence[str] = ("adam",), *, lr: float = 1e-3, epochs: int = 30,
+            batch_size: int = 64, hidden: Sequence[int] = (64, 64), seeds: int = 3,
+            seed: int = 0, target_loss: float = 0.2,
+            on_run: Callable[[str, str, str], None] | None = None) -> dict[str, list[CompareRow]]:
+    """The course's exercise: the same MLP trained with each activation, on each dataset.
+
+    For every (dataset, optimizer, activation) an ``MLP(features, hidden, out, activation)``
+    (:mod:`jaxfund.models`) is trained for ``epochs`` epochs with minibatches of ``batch_size``
+    and the task's loss, from ``seeds`` seeds ``seed, seed + 1, ...`` at once
+    (:func:`jaxfund.train.fit_seeds`: one compiled program per row). Seed ``s`` trains as
+    ``jaxfund train --seed s`` does.
+
+    Args:
+      datasets: names of :data:`jaxfund.data.NAMES`.
+      activations: names of :data:`jaxfund.activations.ELEMENTWISE`.
+      optimizers: names for :func:`jaxfund.optimizers.get`, each with ``lr=lr`` and torch's
+        other defaults.
+      lr, epochs, batch_size, hidden, seeds, seed: the training set-up.
+      target_loss: :attr:`CompareRow.epochs_to_target` reports when the mean train loss
+        reaches it.
+      on_run: called as ``on_run(dataset, activation, optimizer)`` before each row trains
+        (a progress bar).
+
+    Returns:
+      ``{dataset: [CompareRow, ...]}``, rows ordered by optimizer, then activation.
+
+    Raises:
+      ValueError: an unknown dataset, activation or optimizer name (listing the valid ones),
+        a ``batch_size`` above a dataset's training examples, or bad numbers.
+    """
+    for name in datasets:
+        _checks.check_choice(name, "datasets", data.NAMES)
+    for name in activations:
+        models.hidden_activation(name)
+    txs = {name: _optimizer(name, lr) for name in optimizers}
+    _checks.check_int(seeds, "seeds", low=1)
+    _checks.check_int(seed, "seed", low=0)
+    seed_list = tuple(range(seed, seed + seeds))
+    results: dict[str, list[CompareRow]] = {}
+    for dataset in datasets:
+        ds = data.load(dataset)
+        out = tasks.output_features(ds.task, ds.num_classes)
+        metric = tasks.metric(ds.task)
+        rows = []
+        for opt_name, tx in txs.items():
+            for act in activations:
+                if on_run is not None:
+                    on_run(dataset, act, opt_name)
+                model = models.MLP(ds.num_features, tuple(hidden), out, act)
+                result = train.fit_seeds(
+                    model.init, (ds.x_train, ds.y_train), seeds=seed_list,
+                    apply_fn=model.apply, tx=tx, task=ds.task, epochs=epochs,
+                    batch_size=batch_size, eval_data=(ds.x_test, ds.y_test))
+                curves = {key: np.array([[e[key] for e in h] for h in result.histories])
+                          for key in ("train_loss", "test_loss", f"test_{metric}")}
+                mean_loss = curves["train_loss"].mean(axis=0)
+                reached = np.flatnonzero(mean_loss <= target_loss)
+                rows.append(CompareRow(
+                    dataset=dataset, task=ds.task, activation=act, optimizer=opt_name,
+                    metric=metric, seeds=seed_list,
+                    test_metric=curves[f"test_{metric}"][:, -1],
+                    final_train_loss=curves["train_loss"][:, -1],
+                    train_loss_curves=curves["train_loss"],
+                    test_loss_curves=curves["test_loss"],
+                    test_metric_curves=curves[f"test_{metric}"],
+                    epochs_to_target=int(reached[0]) + 1 if reached.size else None,
+                    compile_seconds=result.compile_seconds,
+                    train_seconds=result.train_seconds))
+        results[dataset] = rows
+    return results
+
+
+def _optimizer(name: str, lr: float):
+    """``optimizers.get(name)(lr=lr)``; a bad name or lr raises naming the optimizer."""
+    factory = optim.get(name)
+    try:
+        return factory(lr=lr)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"optimizer {name}: {err}") from None
+
+
+# Families of the activation figure: the element-wise activations (rrelu in its evaluation mode)
+# plus threshold with FAMILY_KWARGS.
+FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("sigmoid_like", ("sigmoid", "tanh", "hardsigmoid", "hardtanh", "softsign")),
+    ("relu_like", ("identity", "relu", "relu6", "leaky_relu", "rrelu")),
+    ("smooth_relu_like", ("elu", "selu", "celu", "gelu", "silu", "mish", "softplus",
+                          "hardswish", "logsigmoid")),
+    ("shrink_threshold", ("hardshrink", "softshrink", "tanhshrink", "threshold")),
+)
+FAMILY_KWARGS: dict[str, dict[str, float]] = {"threshold": {"threshold": 1.0, "value": 0.0}}
+
+
+def activation_curves(points: int = 1001, lo: float = -5.0, hi: float = 5.0,
+                      ) -> tuple[np.ndarray, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
+    """Every activation of :data:`FAMILIES` and its derivative (``jax.vmap(jax.grad(f))``).
+
+    Returns:
+      ``(x, {family: {name: (f(x), f'(x))}})`` on ``points`` float32 points of ``[lo, hi]``;
+      derivatives at kinks are torch's (e.g. ``relu'(0) = 0``).
+    """
+    _checks.check_int(points, "points", low=2)
+    x = jnp.linspace(lo, hi, points, dtype=jnp.float32)
+    families = {}
+    for family, names in FAMILIES:
+        curves = {}
+        for name in names:
+            fn, kwargs = activation_fns.get(name), FAMILY_KWARGS.get(name, {})
+            value_and_slope = jax.jit(jax.vmap(jax.value_and_grad(lambda t: fn(t, **kwargs))))
+            y, dy = value_and_slope(x)
+            curves[name] = (np.asarray(y), np.asarray(dy))
+        families[family] = curves
+    return np.asarray(x), families
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientFlow:
+    """What :func:`gradient_flow` measures.
+
+    Attributes:
+      norms: ``{activation: (depth,) array}``, ``‖∂loss/∂W_l‖`` per Linear layer (1 = input).
+      x0: the start of the repeated multiplication, ``randn(5)``.
+      iterations: ``{"x*x": (20, 5), "x*tanh(x)": (20, 5)}``, ``x_0 .. x_19`` in float32.
+      batch: number of examples in the loss.
+    """
+
+    norms: dict[str, np.ndarray]
+    x0: np.ndarray
+    iterations: dict[str, np.ndarray]
+    batch: int
+
+
+def gradient_flow(activations: Sequence[str] = ("sigmoid", "tanh", "relu", "gelu", "identity"),
+                  *, depth: int = 20, width: int = 64, seed: int = 0,
+                  iterations: int = 19) -> GradientFlow:
+    """Vanishing and exploding gradients, as the course shows them.
+
+    For each activation, the same deep MLP (``depth`` Linear layers of ``width``, one shared
+    torch-default initialisation from ``seed``) on the course's classification train split:
+    the Frobenius norm of the gradient of the binary cross-entropy (with logits) with respect
+    to each layer's weight. And the repeated multiplication ``x <- x * x`` versus
+    ``x <- x * tanh(x)`` from ``randn(5)``, ``iterations`` times, in float32.
+    """
+    _checks.check_int(depth, "depth", low=1)
+    _checks.check_int(width, "width", low=1)
+    for name in activations:
+        models.hidden_activation(name)
+    ds = data.load("classification")
+    loss_fn = tasks.loss(ds.task)
+    hidden = (width,) * (depth - 1)
+    out = tasks.output_features(ds.task, ds.num_classes)
+    params = models.MLP(ds.num_features, hidden, out).init(jax.random.key(seed))
+    norms = {}
+    for name in activations:
+        model = models.MLP(ds.num_features, hidden, out, name)
+
+        @jax.jit
+        def layer_norms(params, x, y, model=model):
+            grads = jax.grad(lambda p: loss_fn(model.apply(p, x), y))(params)
+            return jnp.stack([jnp.linalg.norm(layer["w"]) for layer in grads])
+
+        norms[name] = np.asarray(layer_norms(params, ds.x_train, ds.y_train))
+    tanh = activation_fns.tanh
+    x0 = jax.random.normal(jax.random.key(seed), (5,), dtype=jnp.float32)
+    rules = {"x*x": lambda v: v * v, "x*tanh(x)": lambda v: v * tanh(v)}
+    runs = {}
+    for rule_name, rule in rules.items():
+        rows = [x0]
+        for _ in range(iterations):
+            rows.append(rule(rows[-1]))
+        runs[rule_name] = np.asarray(jnp.stack(rows))
+    return GradientFlow(norms=norms, x0=np.asarray(x0), iterations=runs, batch=len(ds.x_train))
