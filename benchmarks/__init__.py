@@ -2,12 +2,17 @@
 
 Run ``python -m benchmarks`` (or ``jaxfund bench``)::
 
-    python -m benchmarks                      # full run, ~10 minutes on a 2-core CPU
-    python -m benchmarks --quick              # every benchmark once, tiny sizes (CI smoke run)
+    python -m benchmarks                      # full run, ~5 minutes on a 2-core CPU
+    python -m benchmarks --quick              # every benchmark once, tiny sizes (smoke run)
     python -m benchmarks --only optimizers,train --out /tmp/bench
 
 Results: ``<out>/<device>.json`` (timings, ratios, device, versions, sizes) and
 ``<out>/<device>.md`` (the Markdown tables, also printed). ``<device>`` is ``cpu``/``gpu``/``tpu``.
+A full run writes to ``benchmarks/results`` (the committed tables); a ``--quick`` run's numbers
+mean nothing, so it writes to ``runs/bench-quick`` unless ``--out`` says otherwise, and skips
+``torch.compile`` (a minute of compilation).
+
+This package lives in the repository, beside ``jaxfund``; it is not installed with it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ __all__ = ["SUITES", "main", "run"]
 SUITES = ("activations", "losses", "optimizers", "train")
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+QUICK_DIR = os.path.join("runs", "bench-quick")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,12 +37,13 @@ def _parser() -> argparse.ArgumentParser:
         description="jaxfund vs jax.nn / optax / torch / flax: time ratios measured interleaved "
                     "in one process (median of repeats, compilation excluded).")
     parser.add_argument("--quick", action="store_true",
-                        help="run every benchmark once with tiny sizes (seconds; smoke test)")
+                        help="run every benchmark once with tiny sizes, without torch.compile "
+                             "(a smoke test: about 40 s on 2 CPU cores)")
     parser.add_argument("--only", default=",".join(SUITES),
                         help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
-    parser.add_argument("--out", default=RESULTS_DIR,
-                        help="directory for <device>.json and <device>.md "
-                             "(default: benchmarks/results)")
+    parser.add_argument("--out", default=None,
+                        help="directory for <device>.json and <device>.md (default: "
+                             f"benchmarks/results, or {QUICK_DIR} with --quick)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved rounds per case (default 5; 1 with --quick)")
     parser.add_argument("--no-torch-compile", action="store_true",
@@ -95,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import _harness, _report
 
     results = run(suites, quick=args.quick, repeats=args.repeats,
-                  torch_compile=not args.no_torch_compile,
+                  torch_compile=not (args.no_torch_compile or args.quick),
                   log=lambda message: print(message, file=sys.stderr, flush=True))
-    json_path, md_path = _report.write(results, args.out, _harness.device_label())
+    out = args.out if args.out is not None else QUICK_DIR if args.quick else RESULTS_DIR
+    json_path, md_path = _report.write(results, out, _harness.device_label())
     print(_report.markdown(results))
     print(f"\nwrote {json_path} and {md_path} ({results['seconds']:.0f} s)", file=sys.stderr)
     return 0

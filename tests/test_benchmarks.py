@@ -6,6 +6,7 @@ Checks that every suite runs on tiny sizes, writes ``<device>.json`` and ``<devi
 
 import json
 import math
+from pathlib import Path
 
 import jax
 import pytest
@@ -78,3 +79,13 @@ def test_only_and_bad_suite(tmp_path, capsys):
     assert benchmarks.main(["--only", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown suite" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_quick_run_writes_outside_the_committed_results(tmp_path, monkeypatch):
+    committed = {p: p.stat().st_mtime_ns for p in
+                 Path(benchmarks.RESULTS_DIR).glob("*")}
+    monkeypatch.chdir(tmp_path)
+    assert benchmarks.main(["--quick", "--only", "activations"]) == 0
+    label = jax.default_backend()
+    assert (tmp_path / "runs" / "bench-quick" / f"{label}.json").is_file()
+    assert {p: p.stat().st_mtime_ns for p in committed} == committed

@@ -1,5 +1,7 @@
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,7 @@ HEAVY = ("sklearn", "matplotlib", "rich", "torch")
 @pytest.mark.parametrize("modules,heavy", [
     ("jaxfund, jaxfund.activations, jaxfund.losses, jaxfund.optimizers", HEAVY),
     ("jaxfund.cli", HEAVY),
+    ("jaxfund.tasks", HEAVY),
     ("jaxfund.data", ("sklearn",)),
     # Not 'rich': flax itself imports it (flax.linen.summary), and TrainState is a flax dataclass.
     ("jaxfund.models, jaxfund.train", ("sklearn", "matplotlib", "torch")),
@@ -45,3 +48,28 @@ def test_get_matches_function_and_class_spellings():
     assert get("CrossEntropyLoss") is cross_entropy
     with pytest.raises(ValueError, match="unknown loss 'nope'.*cross_entropy, leaky_relu"):
         get("nope")
+
+
+def test_math_modules_import_nothing_of_training_or_io():
+    code = (
+        "import sys, jaxfund.activations, jaxfund.losses, jaxfund.optimizers\n"
+        "above = ('jaxfund.tasks', 'jaxfund.models', 'jaxfund.train', 'jaxfund.checkpoint',\n"
+        "         'jaxfund.data', 'jaxfund.experiments', 'jaxfund.cli', 'flax')\n"
+        "loaded = [m for m in above if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_wheel_installs_only_jaxfund(tmp_path):
+    """The wheel's top level is the jaxfund package and its metadata: no generic `benchmarks`
+    (or `tests`, `scripts`) package that could collide with another project's."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "hatchling", "build", "--target", "wheel",
+                    "--directory", str(tmp_path)], cwd=root, check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("jaxfund-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/")[0] for name in archive.namelist()}
+        names = archive.namelist()
+    assert top == {"jaxfund", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
+    assert "jaxfund/cli/__init__.py" in names and "jaxfund/experiments.py" in names
