@@ -58,6 +58,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options every training command shares, with the same defaults."""
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="epochs per run")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size")
+    parser.add_argument("--hidden", type=int_tuple, default="64,64",
+                        help="hidden widths, comma-separated (e.g. 64,64)")
+
+
 def checked(option: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``check(*args, **kwargs)``, its ``ValueError``/``TypeError``/``OSError`` (a missing or
     corrupt file) as a one-line user error naming ``option``."""

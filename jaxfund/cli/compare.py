@@ -26,11 +26,7 @@ def add_parser(sub: Any) -> None:
                    help="comma-separated activation names (jaxfund.activations.ELEMENTWISE)")
     p.add_argument("--optimizers", type=_common.name_list, default="adam",
                    help="comma-separated optimizer names")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--epochs", type=_common.positive_int, default=30, help="epochs per run")
-    p.add_argument("--batch-size", type=_common.positive_int, default=64, help="minibatch size")
-    p.add_argument("--hidden", type=_common.int_tuple, default="64,64",
-                   help="hidden widths, comma-separated")
+    _common.add_training_options(p)
     p.add_argument("--seeds", type=_common.positive_int, default=3,
                    help="number of seeds per run (trained together with jax.vmap)")
     p.add_argument("--seed", type=int, default=0, help="first seed")

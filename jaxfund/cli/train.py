@@ -22,11 +22,7 @@ def add_parser(sub: Any) -> None:
                    help="hidden-layer activation (jaxfund.activations.ELEMENTWISE)")
     p.add_argument("--optimizer", default="adam",
                    help="optimizer (jaxfund.optimizers.get name, torch defaults)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--epochs", type=_common.positive_int, default=30, help="total epochs")
-    p.add_argument("--batch-size", type=_common.positive_int, default=64, help="minibatch size")
-    p.add_argument("--hidden", type=_common.int_tuple, default="64,64",
-                   help="hidden widths, comma-separated (e.g. 64,64)")
+    _common.add_training_options(p)
     p.add_argument("--weight-decay", type=float, default=None,
                    help="weight decay passed to the optimizer; None keeps its torch default")
     p.add_argument("--seed", type=int, default=0, help="seed of the init and the shuffles")
