@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                     "in one process (median of repeats, compilation excluded).")
     parser.add_argument("--quick", action="store_true",
                         help="run every benchmark once with tiny sizes, without torch.compile "
-                             "(a smoke test: about 40 s on 2 CPU cores)")
+                             "(a smoke test: about a minute on 2 CPU cores)")
     parser.add_argument("--only", default=",".join(SUITES),
                         help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
     parser.add_argument("--out", default=None,
