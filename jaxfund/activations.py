@@ -13,8 +13,12 @@ overflowing float16. ``float32`` and ``float64`` are computed in their own preci
 Axes: ``dim`` is ``axis`` (default ``-1``), and ``prelu``'s channels are on the last axis
 (JAX is channels-last; torch uses axis 1).
 
-Bad input raises at trace time: ``TypeError`` for a non-float ``x``, ``ValueError`` for bad
-arguments, each naming the argument.
+Bad input raises at trace time, naming the argument: ``TypeError`` for a non-float ``x`` or an
+argument of the wrong type (a string or ``None`` where a number goes), ``ValueError`` for a bad
+value.
+
+Examples assume ``import jax``, ``import jax.numpy as jnp`` and
+``from jaxfund import activations``.
 """
 
 from __future__ import annotations
@@ -105,6 +109,10 @@ def identity(x: jax.Array) -> jax.Array:
 
     Returns:
       ``x`` unchanged (same as ``jax.nn.identity``).
+
+    Example:
+      >>> activations.identity(jnp.array([-1.0, 0.0, 2.0]))
+      Array([-1.,  0.,  2.], dtype=float32)
     """
     return x
 
@@ -118,6 +126,12 @@ def sigmoid(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.sigmoid(jnp.array([-jnp.inf, 0.0, jnp.inf]))
+      Array([0. , 0.5, 1. ], dtype=float32)
+      >>> round(float(activations.sigmoid(1.0)), 4)
+      0.7311
     """
     return jax.lax.logistic(x)
 
@@ -130,6 +144,12 @@ def tanh(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.tanh(jnp.array([-jnp.inf, 0.0, jnp.inf]))
+      Array([-1.,  0.,  1.], dtype=float32)
+      >>> round(float(activations.tanh(1.0)), 4)
+      0.7616
     """
     return jnp.tanh(x)
 
@@ -143,6 +163,10 @@ def relu(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.relu(jnp.array([-1.0, 0.0, 2.0]))
+      Array([0., 0., 2.], dtype=float32)
     """
     return _relu(x)
 
@@ -156,6 +180,10 @@ def relu6(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.relu6(jnp.array([-1.0, 3.0, 8.0]))
+      Array([0., 3., 6.], dtype=float32)
     """
     return _clamp(x, 0.0, 6.0)
 
@@ -171,7 +199,12 @@ def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
     Args:
       x: float array.
       negative_slope: slope for non-positive inputs (any sign, as torch).
+
+    Example:
+      >>> activations.leaky_relu(jnp.array([-2.0, 0.0, 2.0]), negative_slope=0.5)
+      Array([-1.,  0.,  2.], dtype=float32)
     """
+    _checks.check_real(negative_slope, "negative_slope", array_ok=True)
     return jnp.where(x > 0, x, x * negative_slope)
 
 
@@ -186,7 +219,12 @@ def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
     Args:
       x: float array.
       alpha: scale of the negative part.
+
+    Example:
+      >>> activations.elu(jnp.array([-jnp.inf, 0.0, 2.0]))
+      Array([-1.,  0.,  2.], dtype=float32)
     """
+    _checks.check_real(alpha, "alpha", array_ok=True)
     return _elu(x, alpha)
 
 
@@ -201,6 +239,10 @@ def selu(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.selu(jnp.array([0.0, 1.0]))
+      Array([0.      , 1.050701], dtype=float32)
     """
     return _SELU_SCALE * _elu(x, _SELU_ALPHA)
 
@@ -218,8 +260,13 @@ def celu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
     Args:
       x: float array.
       alpha: nonzero scale (torch raises for 0, so do we: ``ValueError``).
+
+    Example:
+      >>> activations.celu(jnp.array([-jnp.inf, 0.0, 2.0]), alpha=2.0)
+      Array([-2.,  0.,  2.], dtype=float32)
     """
-    if isinstance(alpha, (int, float)) and alpha == 0:
+    alpha = _checks.check_real(alpha, "alpha", array_ok=True)
+    if isinstance(alpha, float) and alpha == 0:
         raise ValueError("alpha must be nonzero for celu (it divides x), got 0")
     return _elu(x, alpha, 1.0 / alpha)
 
@@ -238,6 +285,14 @@ def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
     Args:
       x: float array.
       approximate: ``"none"`` or ``"tanh"``.
+
+    Example:
+      >>> activations.gelu(jnp.array([0.0, 10.0]))
+      Array([ 0., 10.], dtype=float32)
+      >>> round(float(activations.gelu(1.0)), 4)
+      0.8413
+      >>> round(float(activations.gelu(1.0, approximate="tanh")), 4)
+      0.8412
     """
     _checks.check_choice(approximate, "approximate", ("none", "tanh"))
     if approximate == "none":
@@ -259,6 +314,12 @@ def silu(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.silu(jnp.array([0.0, 100.0]))
+      Array([  0., 100.], dtype=float32)
+      >>> round(float(activations.silu(1.0)), 4)
+      0.7311
     """
     return x * jax.lax.logistic(x)
 
@@ -272,6 +333,12 @@ def mish(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.mish(jnp.array([0.0, 100.0]))
+      Array([  0., 100.], dtype=float32)
+      >>> round(float(activations.mish(1.0)), 4)
+      0.8651
     """
     return x * jnp.tanh(_softplus(x))
 
@@ -296,8 +363,16 @@ def softplus(x: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Ar
       x: float array.
       beta: nonzero scale (torch returns inf for 0; we raise ``ValueError``).
       threshold: above ``beta * x > threshold`` the function is linear.
+
+    Example:
+      >>> activations.softplus(jnp.array([-jnp.inf, 30.0]))
+      Array([ 0., 30.], dtype=float32)
+      >>> round(float(activations.softplus(0.0)), 4)
+      0.6931
     """
-    if isinstance(beta, (int, float)) and beta == 0:
+    beta = _checks.check_real(beta, "beta", array_ok=True)
+    _checks.check_real(threshold, "threshold", array_ok=True)
+    if isinstance(beta, float) and beta == 0:
         raise ValueError("beta must be nonzero for softplus (it divides the result), got 0")
     return _softplus_switch(x, beta, threshold)
 
@@ -310,6 +385,10 @@ def softsign(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.softsign(jnp.array([-1.0, 0.0, 3.0]))
+      Array([-0.5 ,  0.  ,  0.75], dtype=float32)
     """
     return x / (1 + jnp.abs(x))
 
@@ -325,9 +404,14 @@ def hardtanh(x: jax.Array, min_val: float = -1.0, max_val: float = 1.0) -> jax.A
     Args:
       x: float array.
       min_val, max_val: the bounds; ``min_val > max_val`` raises ``ValueError`` (as torch).
+
+    Example:
+      >>> activations.hardtanh(jnp.array([-2.0, 0.5, 2.0]))
+      Array([-1. ,  0.5,  1. ], dtype=float32)
     """
-    both_numbers = isinstance(min_val, (int, float)) and isinstance(max_val, (int, float))
-    if both_numbers and min_val > max_val:
+    min_val = _checks.check_real(min_val, "min_val", array_ok=True)
+    max_val = _checks.check_real(max_val, "max_val", array_ok=True)
+    if isinstance(min_val, float) and isinstance(max_val, float) and min_val > max_val:
         raise ValueError(f"min_val cannot be greater than max_val, got {min_val} > {max_val}")
     return _clamp(x, min_val, max_val)
 
@@ -342,6 +426,10 @@ def hardsigmoid(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.hardsigmoid(jnp.array([-3.0, 0.0, 3.0]))
+      Array([0. , 0.5, 1. ], dtype=float32)
     """
     return _clamp(x + 3.0, 0.0, 6.0) / 6.0
 
@@ -357,6 +445,10 @@ def hardswish(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.hardswish(jnp.array([-1.5, 0.0, 3.0]))
+      Array([-0.375,  0.   ,  3.   ], dtype=float32)
     """
     return x * (_clamp(x + 3.0, 0.0, 6.0) / 6.0)
 
@@ -370,6 +462,12 @@ def logsigmoid(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.logsigmoid(jnp.array([-100.0]))
+      Array([-100.], dtype=float32)
+      >>> round(float(activations.logsigmoid(0.0)), 4)
+      -0.6931
     """
     return -_softplus(-x)
 
@@ -380,6 +478,12 @@ def tanhshrink(x: jax.Array) -> jax.Array:
 
     Args:
       x: float array.
+
+    Example:
+      >>> activations.tanhshrink(jnp.array([0.0, 100.0]))
+      Array([ 0., 99.], dtype=float32)
+      >>> round(float(activations.tanhshrink(1.0)), 4)
+      0.2384
     """
     return x - jnp.tanh(x)
 
@@ -397,8 +501,12 @@ def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
     Args:
       x: float array.
       lambd: threshold, must be ``>= 0`` (torch raises for a negative one; ``ValueError``).
+
+    Example:
+      >>> activations.softshrink(jnp.array([-2.0, 0.25, 2.0]))
+      Array([-1.5,  0. ,  1.5], dtype=float32)
     """
-    _checks.check_nonnegative(lambd, "lambd")
+    _checks.check_real(lambd, "lambd", low=0.0, array_ok=True)
     return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, x * 0))
 
 
@@ -413,7 +521,12 @@ def hardshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
     Args:
       x: float array.
       lambd: threshold.
+
+    Example:
+      >>> activations.hardshrink(jnp.array([-2.0, 0.25, 2.0]))
+      Array([-2.,  0.,  2.], dtype=float32)
     """
+    _checks.check_real(lambd, "lambd", array_ok=True)
     return jnp.where((x >= -lambd) & (x <= lambd), 0.0, x)
 
 
@@ -427,7 +540,13 @@ def threshold(x: jax.Array, threshold: float, value: float) -> jax.Array:
       x: float array.
       threshold: the cut.
       value: replacement for :math:`x \le \mathrm{threshold}`.
+
+    Example:
+      >>> activations.threshold(jnp.array([-1.0, 0.5, 2.0]), threshold=1.0, value=-5.0)
+      Array([-5., -5.,  2.], dtype=float32)
     """
+    _checks.check_real(threshold, "threshold", array_ok=True)
+    _checks.check_real(value, "value", array_ok=True)
     return jnp.where(x <= threshold, value, x)
 
 
@@ -441,6 +560,11 @@ def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     Args:
       x: float array.
       axis: the axis that is normalized.
+
+    Example:
+      >>> activations.softmax(jnp.array([[0.0, 0.0], [1.0, 1.0]]))
+      Array([[0.5, 0.5],
+             [0.5, 0.5]], dtype=float32)
     """
     axis = _checks.normalize_axis(axis, x.ndim, "axis")
     e = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True)))
@@ -456,6 +580,10 @@ def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
     Args:
       x: float array.
       axis: the axis that is normalized.
+
+    Example:
+      >>> activations.log_softmax(jnp.array([0.0, -jnp.inf]))
+      Array([  0., -inf], dtype=float32)
     """
     axis = _checks.normalize_axis(axis, x.ndim, "axis")
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True))
@@ -469,6 +597,10 @@ def softmin(x: jax.Array, axis: int = -1) -> jax.Array:
     Args:
       x: float array.
       axis: the axis that is normalized.
+
+    Example:
+      >>> activations.softmin(jnp.array([1.0, 1.0, 1.0, 1.0]))
+      Array([0.25, 0.25, 0.25, 0.25], dtype=float32)
     """
     return softmax(-x, axis)
 
@@ -484,6 +616,10 @@ def glu(x: jax.Array, axis: int = -1) -> jax.Array:
     Args:
       x: float array whose length along ``axis`` is even (otherwise ``ValueError``).
       axis: the axis that is split in halves.
+
+    Example:
+      >>> activations.glu(jnp.array([1.0, 2.0, 0.0, 0.0]))
+      Array([0.5, 1. ], dtype=float32)
     """
     axis = _checks.normalize_axis(axis, x.ndim, "axis")
     if x.shape[axis] % 2:
@@ -509,6 +645,11 @@ def prelu(x: jax.Array, weight: jax.Array, axis: int = -1) -> jax.Array:
       x: float array.
       weight: float array with 1 element or ``x.shape[axis]`` elements.
       axis: the channel axis.
+
+    Example:
+      >>> activations.prelu(jnp.array([[-2.0, 3.0], [1.0, -4.0]]), jnp.array([0.25, 0.5]))
+      Array([[-0.5,  3. ],
+             [ 1. , -2. ]], dtype=float32)
     """
     weight = _checks.as_float_array(weight, "weight")
     channels = x.shape[_checks.normalize_axis(axis, x.ndim, "axis")] if x.ndim else 1
@@ -544,8 +685,16 @@ def rrelu(
       x: float array.
       lower, upper: slope bounds; ``lower > upper`` raises ``ValueError`` (as torch).
       key: a ``jax.random`` key for training mode, or ``None`` for the deterministic slope.
+
+    Example:
+      >>> activations.rrelu(jnp.array([-1.0, 2.0]), lower=0.25, upper=0.25)
+      Array([-0.25,  2.  ], dtype=float32)
+      >>> activations.rrelu(jnp.array([-1.0, 2.0]), key=jax.random.key(0)).shape
+      (2,)
     """
-    if isinstance(lower, (int, float)) and isinstance(upper, (int, float)) and lower > upper:
+    lower = _checks.check_real(lower, "lower", array_ok=True)
+    upper = _checks.check_real(upper, "upper", array_ok=True)
+    if isinstance(lower, float) and isinstance(upper, float) and lower > upper:
         raise ValueError(f"lower must be <= upper, got lower={lower} > upper={upper}")
     if key is None:
         slope = (lower + upper) / 2

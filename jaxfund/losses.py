@@ -14,6 +14,9 @@ argument names and defaults follow ``torch.nn.functional`` (torch 2.13) with thr
 Shapes, dtypes and static arguments are checked at trace time; a mistake raises ``ValueError`` or
 ``TypeError`` naming the argument and showing the shapes. Class-index targets are checked for
 range when they are concrete; under ``jit`` an out-of-range label makes that element's loss NaN.
+A hyperparameter of the wrong type (a string or ``None`` where a number goes) is a ``TypeError``.
+
+Examples assume ``import jax.numpy as jnp`` and ``from jaxfund import losses``.
 """
 
 from __future__ import annotations
@@ -108,11 +111,6 @@ def _optional_float(x: Any, name: str, like: jax.Array) -> jax.Array | None:
     return None if x is None else _checks.as_float_array(x, name).astype(like.dtype)
 
 
-def _check_positive(value: Any, name: str) -> None:
-    if isinstance(value, numbers.Real) and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-
-
 def _concrete(x: jax.Array) -> np.ndarray | None:
     """Returns ``x`` as a NumPy array when its values are known at trace time, else ``None``."""
     if isinstance(x, jax.core.Tracer):
@@ -187,7 +185,11 @@ def _pointwise_weighted(
     return _reduce(loss, reduction)
 
 
-def _regression_args(input: Any, target: Any, reduction: str) -> tuple[jax.Array, jax.Array]:
+def _same_shape_float_args(
+    input: Any, target: Any, reduction: str
+) -> tuple[jax.Array, jax.Array]:
+    """Checks two float arrays of one shape (``target`` cast to ``input``'s dtype) and
+    ``reduction``."""
     input = _checks.as_float_array(input, "input")
     target = _checks.as_float_array(target, "target").astype(input.dtype)
     _check_same_shape(input, target, "input", "target")
@@ -208,8 +210,12 @@ def mse_loss(
 
     Returns the reduced loss. optax: ``squared_error(x, y)`` is the unreduced value;
     ``optax.l2_loss`` is **half** of it.
+
+    Example:
+      >>> losses.mse_loss(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))
+      Array(2., dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     return _pointwise_weighted(jnp.square(input - target), weight, input, reduction, True)
 
 
@@ -220,8 +226,12 @@ def l1_loss(
 
     The derivative at ``x == y`` is 0 (torch's ``sign``). ``"mean"`` is ``Σ w·l / Σ w``
     (plain mean without ``weight``). optax has no L1 loss.
+
+    Example:
+      >>> losses.l1_loss(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))
+      Array(1., dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     return _pointwise_weighted(_abs(input - target), weight, input, reduction, True)
 
 
@@ -237,9 +247,13 @@ def huber_loss(
     ``l = 0.5·d²`` if ``|d| < delta`` else ``delta·(|d| - 0.5·delta)``, with ``d = x - y``.
     ``delta > 0``. With ``weight``, ``"mean"`` is ``mean(w·l)`` (torch 2.13; unlike mse/l1 it is
     not normalised by ``Σ w``). Equals ``optax.losses.huber_loss(x, y, delta=delta)`` unreduced.
+
+    Example:
+      >>> losses.huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none")
+      Array([0.125, 2.5  ], dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
-    _check_positive(delta, "delta")
+    input, target = _same_shape_float_args(input, target, reduction)
+    _checks.check_real(delta, "delta", low=0.0, low_open=True, array_ok=True)
     d = _abs(input - target)
     loss = jnp.where(d < delta, 0.5 * jnp.square(input - target), delta * (d - 0.5 * delta))
     return _pointwise_weighted(loss, weight, input, reduction, False)
@@ -252,9 +266,13 @@ def smooth_l1_loss(
 
     ``l = 0.5·d²/beta`` if ``|d| < beta`` else ``|d| - 0.5·beta``; ``beta = 0`` is exactly L1.
     ``beta >= 0``. Equals ``huber_loss(..., delta=beta) / beta``.
+
+    Example:
+      >>> losses.smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none")
+      Array([0.125, 2.5  ], dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
-    _checks.check_nonnegative(beta, "beta")
+    input, target = _same_shape_float_args(input, target, reduction)
+    beta = _checks.check_real(beta, "beta", low=0.0)
     d = _abs(input - target)
     if beta == 0:
         return _reduce(d, reduction)
@@ -275,9 +293,13 @@ def poisson_nll_loss(
     ``l = exp(x) - y·x`` when ``log_input`` (``x`` is the log-rate), else ``x - y·log(x + eps)``.
     ``full`` adds Stirling's term ``y·log y - y + 0.5·log(2πy)`` where ``y > 1`` (0 elsewhere).
     ``"mean"`` averages over all elements.
+
+    Example:
+      >>> losses.poisson_nll_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 3.0]))
+      Array(1., dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
-    _checks.check_nonnegative(eps, "eps")
+    input, target = _same_shape_float_args(input, target, reduction)
+    _checks.check_real(eps, "eps", low=0.0, array_ok=True)
     if log_input:
         loss = jnp.exp(input) - target * input
     else:
@@ -305,12 +327,14 @@ def gaussian_nll_loss(
     an array of ``input``'s shape, of ``input.shape[:-1]`` (one fewer dim, homoscedastic over
     the last axis), or of ``input``'s rank with exactly one dimension equal to 1. Negative
     ``var`` raises when concrete. ``"mean"`` averages over all elements.
+
+    Example:
+      >>> losses.gaussian_nll_loss(jnp.array([1.0, 3.0]), jnp.array([1.0, 1.0]), 1.0)
+      Array(1., dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     if isinstance(var, numbers.Real):
-        if var < 0:
-            raise ValueError(f"var must be >= 0, got {var}")
-        var = jnp.full_like(input, var)
+        var = jnp.full_like(input, _checks.check_real(var, "var", low=0.0))
     var = _checks.as_float_array(var, "var").astype(input.dtype)
     if var.shape != input.shape:
         if var.shape == input.shape[:-1]:
@@ -327,7 +351,7 @@ def gaussian_nll_loss(
     values = _concrete(var)
     if values is not None and (values < 0).any():
         raise ValueError("var has negative entries")
-    _checks.check_nonnegative(eps, "eps")
+    _checks.check_real(eps, "eps", low=0.0, array_ok=True)
     v = var + jax.lax.stop_gradient(jnp.maximum(var, eps) - var)
     loss = 0.5 * (jnp.log(v) + jnp.square(input - target) / v)
     if full:
@@ -379,8 +403,14 @@ def binary_cross_entropy(
       weight: broadcastable to ``input``. ``"mean"`` is ``mean(w·l)``, not ``/Σ w``.
 
     optax has no BCE on probabilities (``sigmoid_binary_cross_entropy`` takes logits).
+
+    Example:
+      >>> losses.binary_cross_entropy(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]))
+      Array(0., dtype=float32)
+      >>> round(float(losses.binary_cross_entropy(jnp.array([0.5]), jnp.array([1.0]))), 4)
+      0.6931
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     loss = _bce(input, target)
     if weight is not None:
         w = _checks.as_float_array(weight, "weight").astype(input.dtype)
@@ -403,8 +433,15 @@ def binary_cross_entropy_with_logits(
     ``pos_weight`` broadcasts over the last (class) axis, ``weight`` to ``input``. ``"mean"``
     averages over all elements. With ``pw = w = 1`` it equals
     ``optax.losses.sigmoid_binary_cross_entropy`` (which has no ``weight``/``pos_weight``).
+
+    Example:
+      >>> loss = losses.binary_cross_entropy_with_logits(jnp.array([0.0]), jnp.array([1.0]))
+      >>> round(float(loss), 4)
+      0.6931
+      >>> losses.binary_cross_entropy_with_logits(jnp.array([100.0]), jnp.array([0.0]))
+      Array(100., dtype=float32)
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     log_sig = jax.nn.log_sigmoid(input)
     if pos_weight is None:
         loss = (1 - target) * input - log_sig
@@ -424,8 +461,12 @@ def soft_margin_loss(input: jax.Array, target: jax.Array, reduction: str = "mean
 
     Computed as ``softplus(-y·x)``: finite for any finite x, where torch's ``log1p(exp(·))``
     overflows to ``inf`` once ``-y·x`` exceeds ~88 (f32) or ~709 (f64).
+
+    Example:
+      >>> round(float(losses.soft_margin_loss(jnp.array([0.0, 100.0]), jnp.array([1.0, 1.0]))), 4)
+      0.3466
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     return _reduce(jax.nn.softplus(-target * input), reduction)
 
 
@@ -440,8 +481,13 @@ def multilabel_soft_margin_loss(
     ``l_n = -(1/C)·Σ_c w_c·(y_c·log σ(x_c) + (1 - y_c)·log σ(-x_c))`` over the last axis (C
     classes), with 0/1 (or soft) targets. ``weight`` broadcasts to ``input``. ``"mean"``
     averages ``l_n`` over the remaining (batch) elements.
+
+    Example:
+      >>> loss = losses.multilabel_soft_margin_loss(jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]]))
+      >>> round(float(loss), 4)
+      0.6931
     """
-    input, target = _regression_args(input, target, reduction)
+    input, target = _same_shape_float_args(input, target, reduction)
     if input.ndim == 0:
         raise ValueError("input must have a class axis (at least 1 dimension), got a scalar")
     loss = -(target * jax.nn.log_sigmoid(input) + (1 - target) * jax.nn.log_sigmoid(-input))
@@ -465,9 +511,17 @@ def sigmoid_focal_loss(
     ``α_t = α·y + (1 - α)(1 - y)``; a negative ``alpha`` disables the α weighting. ``gamma >= 0``.
     optax's ``sigmoid_focal_loss`` defaults to ``alpha=None`` (no weighting); with the same
     alpha the values agree.
+
+    Example:
+      >>> losses.sigmoid_focal_loss(jnp.array([100.0, -100.0]), jnp.array([1.0, 0.0]))
+      Array([0., 0.], dtype=float32)
+      >>> loss = losses.sigmoid_focal_loss(jnp.array([0.0]), jnp.array([1.0]), alpha=-1.0)
+      >>> round(float(loss[0]), 4)
+      0.1733
     """
-    inputs, targets = _regression_args(inputs, targets, reduction)
-    _checks.check_nonnegative(gamma, "gamma")
+    inputs, targets = _same_shape_float_args(inputs, targets, reduction)
+    _checks.check_real(gamma, "gamma", low=0.0, array_ok=True)
+    alpha = _checks.check_real(alpha, "alpha")
     p = jax.nn.sigmoid(inputs)
     ce = (1 - targets) * inputs - jax.nn.log_sigmoid(inputs)
     p_t = p * targets + (1 - p) * (1 - targets)
@@ -568,11 +622,18 @@ def cross_entropy(
     optax: ``softmax_cross_entropy_with_integer_labels`` (no weight/ignore_index/smoothing;
     label -100 gives NaN and -1 silently wraps to the last class) and ``softmax_cross_entropy``
     (probability targets) agree without weights after ``.mean()``.
+
+    Example:
+      >>> logits = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> round(float(losses.cross_entropy(logits, jnp.array([0, 1]))), 4)
+      0.6931
+      >>> round(float(losses.cross_entropy(logits, jnp.array([0, -100]))), 4)  # mean of 1 row
+      0.6931
     """
     input = _checks.as_float_array(input, "input")
     _check_reduction(reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    label_smoothing = _checks.check_real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    ignore_index = _checks.check_int(ignore_index, "ignore_index")
     logits = _class_last(input, axis)
     logp = jax.nn.log_softmax(logits, axis=-1)
     # The index-target path picks ``logp[target]`` with log_softmax's own ops,
@@ -616,9 +677,14 @@ def nll_loss(
     axis (default last). ``"mean"`` is ``Σ l_n / Σ w_{y_n}`` over non-ignored n (NaN if all are
     ignored). Out-of-range labels raise when concrete and give NaN under ``jit``. optax has no
     NLL loss.
+
+    Example:
+      >>> losses.nll_loss(jnp.array([[-1.0, -2.0], [-3.0, -4.0]]), jnp.array([0, 1]))
+      Array(2.5, dtype=float32)
     """
     input = _checks.as_float_array(input, "input")
     _check_reduction(reduction)
+    ignore_index = _checks.check_int(ignore_index, "ignore_index")
     logp = _class_last(input, axis)
     weight = _class_weight(weight, logp.shape[-1], input)
     target = _checks.as_array(target, "target")
@@ -646,12 +712,15 @@ def multi_margin_loss(
     input and integer targets ``(N,)`` (or scalar). ``p`` ∈ {1, 2}, ``margin >= 0``; the
     gradient at the hinge is 0 (torch). ``"mean"`` averages over N (not weighted).
     optax's ``multiclass_hinge_loss`` is a different (Crammer-Singer, max over i) loss.
+
+    Example:
+      >>> losses.multi_margin_loss(jnp.array([[2.0, 0.0, 1.5, 1.5]]), jnp.array([0]))
+      Array(0.25, dtype=float32)
     """
     input, target = _rows_and_labels(input, target)
     _check_reduction(reduction)
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
-    _checks.check_nonnegative(margin, "margin")
+    p = _checks.check_int(p, "p", low=1, high=2)
+    _checks.check_real(margin, "margin", low=0.0, array_ok=True)
     num_classes = input.shape[-1]
     if target.shape != input.shape[:-1]:
         raise ValueError(
@@ -679,6 +748,11 @@ def multilabel_margin_loss(
     ``target`` (integer, same shape as input ``(N, C)`` or ``(C,)``) lists the positive classes
     and ends at the first ``-1``. ``l_n = Σ_j Σ_{i ∉ targets} max(0, 1 - (x_{y_j} - x_i)) / C``.
     The gradient at the hinge is 0 (torch). ``"mean"`` averages over N.
+
+    Example:
+      >>> target = jnp.array([[0, -1, 1, 1]])  # class 0; the list ends at -1
+      >>> losses.multilabel_margin_loss(jnp.array([[2.0, 0.0, 1.5, 0.5]]), target)
+      Array(0.125, dtype=float32)
     """
     input, target = _rows_and_labels(input, target)
     _check_reduction(reduction)
@@ -708,8 +782,13 @@ def kl_div(
     about); ``"batchmean"`` divides by ``input.shape[0]`` (the mathematically right KL mean).
     optax ``kl_divergence(x, y)`` sums over the last axis: its ``.mean()`` is ``"batchmean"``
     for 2-D input; ``kl_divergence_with_log_targets`` is ``log_target=True``.
+
+    Example:
+      >>> p, q = jnp.array([[0.25, 0.75]]), jnp.array([[0.5, 0.5]])
+      >>> round(float(losses.kl_div(jnp.log(p), q, reduction="batchmean")), 4)
+      0.1438
     """
-    input, target = _regression_args(input, target, "none")
+    input, target = _same_shape_float_args(input, target, "none")
     _check_reduction(reduction, (*_REDUCTIONS, "batchmean"))
     if log_target:
         loss = jnp.exp(target) * (target - input)
@@ -727,10 +806,22 @@ def kl_div(
 def pairwise_distance(
     x1: jax.Array, x2: jax.Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
 ) -> jax.Array:
-    """``‖x1 - x2 + eps‖_p`` over the last axis (``torch.nn.functional.pairwise_distance``)."""
+    """``‖x1 - x2 + eps‖_p`` over the last axis (``torch.nn.functional.pairwise_distance``).
+
+    Example:
+      >>> losses.pairwise_distance(jnp.array([[3.0, 0.0]]), jnp.array([[0.0, 4.0]]), eps=0.0)
+      Array([5.], dtype=float32)
+    """
     x1 = _checks.as_float_array(x1, "x1")
     x2 = _checks.as_float_array(x2, "x2").astype(x1.dtype)
-    _check_positive(p, "p")
+    p = _checks.check_real(p, "p", low=0.0, low_open=True)
+    _checks.check_real(eps, "eps", array_ok=True)
+    return _pairwise_distance(x1, x2, p, eps, keepdim)
+
+
+def _pairwise_distance(
+    x1: jax.Array, x2: jax.Array, p: float, eps: float, keepdim: bool = False
+) -> jax.Array:
     d = jnp.abs(x1 - x2 + eps)
     if p == 1:
         out = jnp.sum(d, axis=-1, keepdims=keepdim)
@@ -756,7 +847,7 @@ def _triplet(
     _check_same_shape(anchor, positive, "anchor", "positive")
     _check_same_shape(anchor, negative, "anchor", "negative")
     _check_reduction(reduction)
-    _check_positive(margin, "margin")
+    _checks.check_real(margin, "margin", low=0.0, low_open=True, array_ok=True)
     d_pos = distance(anchor, positive)
     d_neg = distance(anchor, negative)
     if swap:
@@ -781,13 +872,19 @@ def triplet_margin_loss(
     ``margin > 0``, ``p > 0``; inputs ``(N, D)`` or ``(D,)`` of equal shape; ``"mean"`` over N.
     optax's ``triplet_margin_loss`` puts eps inside the sum and takes no ``|·|``: it agrees
     only for p=2 (to ~eps) and is wrong for other p; it has no ``swap``.
+
+    Example:
+      >>> a, pos, neg = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[0.0, 1.0]])
+      >>> losses.triplet_margin_loss(a, pos, neg, eps=0.0)
+      Array(5., dtype=float32)
     """
-    _check_positive(p, "p")
+    p = _checks.check_real(p, "p", low=0.0, low_open=True)
+    _checks.check_real(eps, "eps", array_ok=True)
     return _triplet(
         anchor,
         positive,
         negative,
-        lambda a, b: pairwise_distance(a, b, p, eps),
+        lambda a, b: _pairwise_distance(a, b, p, eps),
         margin,
         swap,
         reduction,
@@ -808,6 +905,12 @@ def triplet_margin_with_distance_loss(
 
     ``distance_function(x1, x2)`` returns one distance per row (default
     :func:`pairwise_distance`, p=2, eps=1e-6). ``margin > 0``. See :func:`triplet_margin_loss`.
+
+    Example:
+      >>> a, pos, neg = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[0.0, 1.0]])
+      >>> l1 = lambda x, y: jnp.sum(jnp.abs(x - y), axis=-1)
+      >>> losses.triplet_margin_with_distance_loss(a, pos, neg, distance_function=l1)
+      Array(7., dtype=float32)
     """
     return _triplet(
         anchor,
@@ -833,6 +936,11 @@ def cosine_embedding_loss(
     ``l = 1 - cos`` where ``y = 1``, ``max(0, cos - margin)`` where ``y = -1`` (0 otherwise).
     ``margin`` in [-1, 1]. Inputs ``(N, D)`` with ``(N,)`` targets, or ``(D,)`` with a scalar.
     optax has only ``cosine_similarity`` (eps clips the squared norms instead of adding 1e-12).
+
+    Example:
+      >>> x1, x2 = jnp.array([[1.0, 0.0], [1.0, 0.0]]), jnp.array([[0.0, 1.0], [1.0, 0.0]])
+      >>> losses.cosine_embedding_loss(x1, x2, jnp.array([1, -1]), reduction="none")
+      Array([1., 1.], dtype=float32)
     """
     input1 = _checks.as_float_array(input1, "input1")
     input2 = _checks.as_float_array(input2, "input2").astype(input1.dtype)
@@ -844,8 +952,7 @@ def cosine_embedding_loss(
             f"got input1.shape={input1.shape}, target.shape={target.shape}"
         )
     _check_reduction(reduction)
-    if not -1 <= margin <= 1:
-        raise ValueError(f"margin must be in [-1, 1] (it is a cosine), got {margin}")
+    _checks.check_real(margin, "margin", low=-1.0, high=1.0, array_ok=True)
     dot = jnp.sum(input1 * input2, axis=-1)
     sq1 = jnp.sum(input1 * input1, axis=-1) + 1e-12
     sq2 = jnp.sum(input2 * input2, axis=-1) + 1e-12
@@ -867,11 +974,16 @@ def margin_ranking_loss(
 
     ``y`` ∈ {-1, 1} says which input should rank higher; all three arrays share one shape.
     ``margin >= 0``. The derivative at the kink is torch's ``clamp_min`` one (1).
+
+    Example:
+      >>> x1, x2 = jnp.array([1.0, 1.0]), jnp.array([0.0, 3.0])
+      >>> losses.margin_ranking_loss(x1, x2, jnp.array([1.0, 1.0]), reduction="none")
+      Array([0., 2.], dtype=float32)
     """
-    input1, input2 = _regression_args(input1, input2, reduction)
+    input1, input2 = _same_shape_float_args(input1, input2, reduction)
     target = _checks.as_array(target, "target").astype(input1.dtype)
     _check_same_shape(input1, target, "input1", "target")
-    _checks.check_nonnegative(margin, "margin")
+    _checks.check_real(margin, "margin", low=0.0, array_ok=True)
     return _reduce(_clamp_min0(-target * (input1 - input2) + margin), reduction)
 
 
@@ -883,12 +995,17 @@ def hinge_embedding_loss(
     ``l = x`` where ``y = 1`` and ``max(0, margin - x)`` where ``y = -1`` (torch adds both terms
     for other labels). ``input`` is usually a distance. ``margin >= 0``. ``optax.hinge_loss`` is
     a different loss (``max(0, 1 - y·x)``).
+
+    Example:
+      >>> distance, target = jnp.array([0.25, 0.25]), jnp.array([1.0, -1.0])
+      >>> losses.hinge_embedding_loss(distance, target, reduction="none")
+      Array([0.25, 0.75], dtype=float32)
     """
     input = _checks.as_float_array(input, "input")
     target = _checks.as_array(target, "target")
     _check_same_shape(input, target, "input", "target")
     _check_reduction(reduction)
-    _checks.check_nonnegative(margin, "margin")
+    _checks.check_real(margin, "margin", low=0.0, array_ok=True)
     loss = jnp.where(target != 1, _clamp_min0(margin - input), 0.0) + jnp.where(
         target != -1, input, 0.0
     )
@@ -916,12 +1033,16 @@ def dice_loss(
     Equals ``optax.losses.dice_loss(p, t, smooth=smooth/2, apply_softmax=False)`` (optax's
     ``smooth`` enters both numerator and denominator doubled, so it is half the usual one;
     optax is always per class and applies softmax/sigmoid unless ``apply_softmax=False``).
+
+    Example:
+      >>> losses.dice_loss(jnp.array([[1.0, 0.0, 0.0]]), jnp.array([[1.0, 1.0, 1.0]]), smooth=0.0)
+      Array(0.5, dtype=float32)
     """
     input = _checks.as_float_array(input, "input")
     target = _checks.as_float_array(target, "target").astype(input.dtype)
     _check_same_shape(input, target, "input", "target")
     _check_reduction(reduction)
-    _checks.check_nonnegative(smooth, "smooth")
+    _checks.check_real(smooth, "smooth", low=0.0, array_ok=True)
     if input.ndim < 2:
         raise ValueError(f"input must be (N, ...) with at least 2 dimensions, got {input.shape}")
     axes = tuple(range(1, input.ndim - 1 if per_class else input.ndim))
@@ -969,6 +1090,12 @@ def ctc_loss(
 
     Matches ``optax.losses.ctc_loss`` (logits + paddings, per sequence, no reduction) given
     ``log_softmax`` logits; optax returns ~1e5 instead of ``inf`` for impossible alignments.
+
+    Example:
+      >>> log_probs = jnp.log(jnp.full((1, 2, 2), 0.5))
+      >>> loss = losses.ctc_loss(log_probs, jnp.array([[1]]), jnp.array([2]), jnp.array([1]))
+      >>> round(float(loss), 4)
+      0.2877
     """
     log_probs = _checks.as_float_array(log_probs, "log_probs")
     targets = _index_target(targets, "targets")
@@ -983,8 +1110,7 @@ def ctc_loss(
     for name, arr in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
         if arr.shape != (n,):
             raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
-    if not 0 <= blank < num_classes:
-        raise ValueError(f"blank must be in [0, {num_classes}), got {blank}")
+    blank = _checks.check_int(blank, "blank", low=0, high=num_classes - 1)
     s_max = targets.shape[1]
     concrete = [_concrete(a) for a in (targets, input_lengths, target_lengths)]
     if all(c is not None for c in concrete):
