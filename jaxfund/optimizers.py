@@ -9,11 +9,22 @@ defaults) that returns an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 
 so it composes with ``optax.chain``, ``optax.clip_by_global_norm``, ``optax.masked``,
-``optax.multi_transform`` and ``optax.MultiSteps``. Each optimizer is a chain of small
-transformations written once: :func:`maximize`, :func:`add_weight_decay` (torch's coupled L2
-``weight_decay``), one ``scale_by_*`` direction (the moments), :func:`scale_by_lr` and
-:func:`add_decoupled_weight_decay` (AdamW-style ``p *= 1 - lr*wd``). Every state is a
-``NamedTuple`` with an int32 ``count`` (the number of updates applied so far).
+``optax.multi_transform`` and ``optax.MultiSteps``.
+
+Building blocks. Each optimizer is a chain of small public transformations, as in optax:
+:func:`maximize`, :func:`add_weight_decay` (torch's coupled L2 ``weight_decay``), one direction
+``scale_by_*`` (the moments: :func:`scale_by_momentum`, :func:`scale_by_adam`,
+:func:`scale_by_nadam`, :func:`scale_by_radam`, :func:`scale_by_rmsprop`,
+:func:`scale_by_adagrad`, :func:`scale_by_adamax`, :func:`scale_by_adadelta`,
+:func:`scale_by_lion`, with torch's argument names and defaults), :func:`scale_by_lr` and
+:func:`add_decoupled_weight_decay` (AdamW-style ``p *= 1 - lr*wd``). A chain built from them by
+hand equals the optimizer exactly, e.g. ``optax.chain(add_weight_decay(wd), scale_by_adam(),
+scale_by_lr(lr)) == adam(lr, weight_decay=wd)``. Rprop, ASGD and Adafactor are complete steps
+that include the learning rate (it is not a plain factor there), so they have no public
+direction. The stateless pieces (:func:`maximize`, :func:`add_weight_decay`) hold an
+``optax.EmptyState``; every other state is a ``NamedTuple`` with an int32 ``count`` (the number
+of updates applied so far). Hyperparameters are checked at construction: ``TypeError`` for a
+wrong type, ``ValueError`` for a wrong value, naming the argument.
 
 Learning rates. ``lr`` is a float or a schedule ``count -> lr`` (any optax schedule). The
 schedule is evaluated at the 0-based ``count``, which is torch's ``step - 1``: a torch
@@ -32,12 +43,14 @@ parameters of lower precision (bfloat16, float16) and in the parameter dtype oth
 arithmetic of an update runs in that state dtype and the updates are returned in the gradient
 (= parameter) dtype. Scalar state (step counts, NAdam's ``mu_product``) is int32 / the default
 float dtype.
+
+Examples assume ``import jax.numpy as jnp``, ``import optax`` and
+``from jaxfund import optimizers``.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -45,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfund._checks import make_get
+from jaxfund import _checks
 
 __all__ = [
     "NAMES",
@@ -66,52 +79,21 @@ __all__ = [
     "radam",
     "rmsprop",
     "rprop",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_lion",
     "scale_by_lr",
+    "scale_by_momentum",
+    "scale_by_nadam",
+    "scale_by_radam",
+    "scale_by_rmsprop",
     "sgd",
 ]
 
 ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
 PyTree = Any
-
-
-# ---------------------------------------------------------------------------------------------
-# Argument checks (raise at construction, naming the argument).
-
-
-def _check_lr(lr: Any, name: str = "lr") -> None:
-    if callable(lr):
-        return
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise ValueError(f"{name} must be a float >= 0 or a schedule step -> lr, got {lr!r}")
-    if not lr >= 0:
-        raise ValueError(f"{name} must be >= 0, got {lr} (torch: Invalid learning rate)")
-
-
-def _check_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def _check_min(value: Any, name: str, low: float = 0.0) -> None:
-    if not _check_real(value, name) >= low:
-        raise ValueError(f"{name} must be >= {low:g}, got {value}")
-
-
-def _check_unit(value: Any, name: str, *, closed: bool) -> None:
-    """``value`` in ``[0, 1]`` (``closed``) or ``[0, 1)``."""
-    v = _check_real(value, name)
-    ok = 0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0
-    if not ok:
-        raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
-
-
-def _check_betas(betas: Any, name: str = "betas") -> tuple[float, float]:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
-    for i, b in enumerate(betas):
-        _check_unit(b, f"{name}[{i}]", closed=False)
-    return float(betas[0]), float(betas[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +120,6 @@ def _step(count: jax.Array) -> jax.Array:
     return (count + 1).astype(_scalar_dtype())
 
 
-def _pow(beta: float, t: jax.Array) -> jax.Array:
-    """``beta ** t`` as ``exp(t * log(beta))`` with ``log(beta)`` a float64 constant."""
-    return jnp.zeros_like(t) if beta == 0.0 else jnp.exp(t * math.log(beta))
-
-
 def _one_minus_pow(beta: float, t: jax.Array) -> jax.Array:
     """``1 - beta ** t`` to a few ulps: ``-expm1(t * log(beta))``."""
     return jnp.ones_like(t) if beta == 0.0 else -jnp.expm1(t * math.log(beta))
@@ -167,11 +144,13 @@ def _new_count(count: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reusable pieces.
+# Reusable pieces. Each public piece checks its arguments and returns the transformation of its
+# private constructor; the optimizers check their arguments once and call the private
+# constructors (through ``_chain``), so nothing is checked twice.
 
 
 class CountState(NamedTuple):
-    """State of the stateless pieces: only the number of updates applied so far."""
+    """State of the pieces that read the step: the number of updates applied so far."""
 
     count: jax.Array
 
@@ -181,18 +160,39 @@ def _count_init(params: PyTree) -> CountState:
     return CountState(count=jnp.zeros([], jnp.int32))
 
 
+def _maximize() -> optax.GradientTransformation:
+    def update_fn(updates, state, params=None):
+        del params
+        return jax.tree.map(jnp.negative, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
 def maximize() -> optax.GradientTransformation:
     """Negates the gradients: ``g -> -g`` (torch's ``maximize=True``, applied first).
 
     Returns:
-        An ``optax.GradientTransformation`` with a :class:`CountState`.
+        An ``optax.GradientTransformation`` with an ``optax.EmptyState``.
+
+    Example:
+        >>> tx = optimizers.maximize()
+        >>> updates, state = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
+        >>> updates
+        Array([-1.,  2.], dtype=float32)
     """
+    return _maximize()
 
+
+def _add_weight_decay(weight_decay: float) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
-        del params
-        return jax.tree.map(jnp.negative, updates), CountState(_new_count(state.count))
+        if params is None:
+            raise ValueError("add_weight_decay needs params: call update(grads, state, params)")
+        updates = jax.tree.map(
+            lambda u, p: (u + weight_decay * p.astype(u.dtype)).astype(u.dtype), updates, params
+        )
+        return updates, state
 
-    return optax.GradientTransformation(_count_init, update_fn)
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 def add_weight_decay(weight_decay: float) -> optax.GradientTransformation:
@@ -206,16 +206,24 @@ def add_weight_decay(weight_decay: float) -> optax.GradientTransformation:
         weight_decay: decay factor, ``>= 0``.
 
     Returns:
-        An ``optax.GradientTransformation`` with a :class:`CountState`; ``update`` needs params.
-    """
-    _check_min(weight_decay, "weight_decay")
+        An ``optax.GradientTransformation`` with an ``optax.EmptyState``; ``update`` needs
+        params.
 
+    Example:
+        >>> tx = optimizers.add_weight_decay(0.5)
+        >>> params = jnp.array([1.0, 2.0])
+        >>> updates, state = tx.update(jnp.zeros(2), tx.init(params), params)
+        >>> updates
+        Array([0.5, 1. ], dtype=float32)
+    """
+    return _add_weight_decay(_checks.check_real(weight_decay, "weight_decay", low=0.0))
+
+
+def _scale_by_lr(lr: ScalarOrSchedule) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("add_weight_decay needs params: call update(grads, state, params)")
-        updates = jax.tree.map(
-            lambda u, p: (u + weight_decay * p.astype(u.dtype)).astype(u.dtype), updates, params
-        )
+        del params
+        neg_lr = -_lr_at(lr, state.count)
+        updates = jax.tree.map(lambda u: (neg_lr.astype(u.dtype) * u).astype(u.dtype), updates)
         return updates, CountState(_new_count(state.count))
 
     return optax.GradientTransformation(_count_init, update_fn)
@@ -231,13 +239,30 @@ def scale_by_lr(lr: ScalarOrSchedule) -> optax.GradientTransformation:
 
     Returns:
         An ``optax.GradientTransformation`` with a :class:`CountState`.
-    """
-    _check_lr(lr)
 
+    Example:
+        >>> tx = optimizers.scale_by_lr(0.5)
+        >>> updates, state = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
+        >>> updates
+        Array([-0.5,  1. ], dtype=float32)
+    """
+    return _scale_by_lr(_checks.check_lr(lr))
+
+
+def _add_decoupled_weight_decay(
+    lr: ScalarOrSchedule, weight_decay: float
+) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
-        del params
-        neg_lr = -_lr_at(lr, state.count)
-        updates = jax.tree.map(lambda u: (neg_lr.astype(u.dtype) * u).astype(u.dtype), updates)
+        if params is None:
+            raise ValueError(
+                "add_decoupled_weight_decay needs params: call update(grads, state, params)"
+            )
+        decay = _lr_at(lr, state.count) * weight_decay
+        updates = jax.tree.map(
+            lambda u, p: (u - decay.astype(u.dtype) * p.astype(u.dtype)).astype(u.dtype),
+            updates,
+            params,
+        )
         return updates, CountState(_new_count(state.count))
 
     return optax.GradientTransformation(_count_init, update_fn)
@@ -258,45 +283,55 @@ def add_decoupled_weight_decay(
         weight_decay: decay factor, ``>= 0``.
 
     Returns:
-        An ``optax.GradientTransformation`` with a :class:`CountState`; ``update`` needs params.
+        An ``optax.GradientTransformation`` with a :class:`CountState` (a schedule reads the
+        count); ``update`` needs params.
+
+    Example:
+        >>> tx = optimizers.add_decoupled_weight_decay(0.5, 0.5)
+        >>> params = jnp.array([1.0, 2.0])
+        >>> updates, state = tx.update(jnp.zeros(2), tx.init(params), params)
+        >>> updates
+        Array([-0.25, -0.5 ], dtype=float32)
     """
-    _check_lr(lr)
-    _check_min(weight_decay, "weight_decay")
+    return _add_decoupled_weight_decay(
+        _checks.check_lr(lr), _checks.check_real(weight_decay, "weight_decay", low=0.0)
+    )
 
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "add_decoupled_weight_decay needs params: call update(grads, state, params)"
-            )
-        decay = _lr_at(lr, state.count) * weight_decay
-        updates = jax.tree.map(
-            lambda u, p: (u - decay.astype(u.dtype) * p.astype(u.dtype)).astype(u.dtype),
-            updates,
-            params,
-        )
-        return updates, CountState(_new_count(state.count))
 
-    return optax.GradientTransformation(_count_init, update_fn)
+def _lr_and_decay(lr: Any, weight_decay: Any) -> tuple[ScalarOrSchedule, float]:
+    """An optimizer's checked ``lr`` and ``weight_decay``."""
+    return _checks.check_lr(lr), _checks.check_real(weight_decay, "weight_decay", low=0.0)
 
 
 def _chain(
-    *, maximize_: bool, coupled: float, core: list, decoupled: float, lr: ScalarOrSchedule,
+    *directions: optax.GradientTransformation,
+    lr: ScalarOrSchedule,
+    maximize: bool = False,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
     scale: bool = True,
 ) -> optax.GradientTransformation:
-    """``[maximize] -> [coupled L2] -> core... -> [-lr] -> [decoupled decay]``, skipping no-ops."""
-    parts = [maximize()] if maximize_ else []
-    if coupled:
-        parts.append(add_weight_decay(coupled))
-    parts.extend(core)
+    """``[maximize] -> [coupled L2] -> directions -> [-lr] -> [decoupled decay]``, no no-ops.
+
+    The arguments are already checked. ``weight_decay`` is coupled (torch's L2, before the
+    directions) unless ``decoupled`` (AdamW's, after the step); ``scale=False`` for directions
+    that already include the learning rate.
+    """
+    parts = [_maximize()] if maximize else []
+    if weight_decay and not decoupled:
+        parts.append(_add_weight_decay(weight_decay))
+    parts.extend(directions)
     if scale:
-        parts.append(scale_by_lr(lr))
-    if decoupled:
-        parts.append(add_decoupled_weight_decay(lr, decoupled))
+        parts.append(_scale_by_lr(lr))
+    if weight_decay and decoupled:
+        parts.append(_add_decoupled_weight_decay(lr, weight_decay))
     return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
 # ---------------------------------------------------------------------------------------------
-# Directions (the per-optimizer moment updates). Each returns the direction *before* -lr.
+# Directions (the per-optimizer moment updates, as ``optax.scale_by_adam``...). Each returns the
+# direction *before* -lr: ``optax.chain(add_weight_decay(wd), scale_by_adam(), scale_by_lr(lr))``
+# is ``adam(lr, weight_decay=wd)``.
 
 
 class MomentumState(NamedTuple):
@@ -306,8 +341,44 @@ class MomentumState(NamedTuple):
     momentum_buffer: PyTree
 
 
-def _scale_by_momentum(momentum: float, dampening: float, nesterov: bool):
-    """torch SGD momentum: ``buf = g`` at the first step, then ``buf = mu*buf + (1-d)*g``."""
+def _momentum_args(momentum: Any, dampening: Any, nesterov: bool) -> tuple[float, float]:
+    momentum = _checks.check_real(momentum, "momentum", low=0.0)
+    dampening = _checks.check_real(dampening, "dampening", low=0.0)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(
+            f"nesterov=True requires momentum > 0 and dampening == 0, got momentum={momentum}, "
+            f"dampening={dampening} (torch: Nesterov momentum requires a momentum and zero "
+            "dampening)"
+        )
+    return momentum, dampening
+
+
+def scale_by_momentum(
+    momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False
+) -> optax.GradientTransformation:
+    """SGD's momentum direction (``torch.optim.SGD``), before the learning rate.
+
+    ``buf = g`` at the first step (never dampened), then ``buf = momentum buf + (1 - dampening)
+    g``; the direction is ``g + momentum buf`` (``nesterov``) or ``buf``. ``momentum=0`` is
+    the identity.
+
+    Args:
+        momentum: momentum factor ``>= 0``.
+        dampening: dampening of the momentum, ``>= 0``.
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+
+    Returns:
+        An ``optax.GradientTransformation`` with a :class:`MomentumState`.
+
+    Example:
+        >>> tx = optimizers.scale_by_momentum(0.5)
+        >>> state = tx.init(jnp.zeros(2))
+        >>> for _ in range(2):
+        ...     updates, state = tx.update(jnp.array([1.0, -2.0]), state)
+        >>> updates
+        Array([ 1.5, -3. ], dtype=float32)
+    """
+    momentum, dampening = _momentum_args(momentum, dampening, nesterov)
 
     def init_fn(params):
         return MomentumState(jnp.zeros([], jnp.int32), _zeros(params))
@@ -339,8 +410,35 @@ class AdamState(NamedTuple):
     max_exp_avg_sq: PyTree
 
 
-def _scale_by_adam(b1: float, b2: float, eps: float, amsgrad: bool):
-    """torch Adam direction ``(m/bc1) / (sqrt(v or max v)/sqrt(bc2) + eps)``."""
+def _eps(eps: Any) -> float:
+    return _checks.check_real(eps, "eps", low=0.0)
+
+
+def scale_by_adam(
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False
+) -> optax.GradientTransformation:
+    """Adam's direction (``torch.optim.Adam``), before the learning rate.
+
+    ``m = lerp(m, g, 1-b1)``, ``v = b2 v + (1-b2) g^2``; the direction is
+    ``(m/bc1) / (sqrt(v)/sqrt(bc2) + eps)`` with ``bc_i = 1 - b_i^t``. ``amsgrad``: ``v`` in the
+    denominator is the running max of the *raw* ``v`` (torch's variant).
+
+    Args:
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: added to the denominator, ``>= 0``.
+        amsgrad: torch's AMSGrad.
+
+    Returns:
+        An ``optax.GradientTransformation`` with an :class:`AdamState`.
+
+    Example (the first direction is ``sign(g)``, up to eps):
+        >>> tx = optimizers.scale_by_adam()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]
+        [1.0, -1.0]
+    """
+    b1, b2 = _checks.check_betas(betas)
+    eps = _eps(eps)
 
     def init_fn(params):
         return AdamState(
@@ -382,8 +480,31 @@ class NAdamState(NamedTuple):
     exp_avg_sq: PyTree
 
 
-def _scale_by_nadam(b1: float, b2: float, eps: float, momentum_decay: float):
-    """torch NAdam direction with ``mu_t = b1 (1 - 0.5 * 0.96**(t psi))``."""
+def scale_by_nadam(
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, momentum_decay: float = 4e-3
+) -> optax.GradientTransformation:
+    """NAdam's direction (``torch.optim.NAdam``) with torch's momentum schedule.
+
+    ``mu_t = b1 (1 - 0.5 * 0.96^(t momentum_decay))``, ``P_t = mu_1 ... mu_t``; the direction
+    is ``[(1-mu_t)/(1-P_t) g + mu_{t+1}/(1-P_t mu_{t+1}) m] / (sqrt(v/bc2) + eps)``.
+
+    Args:
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: added to the denominator, ``>= 0``.
+        momentum_decay: ``psi >= 0`` of the momentum schedule.
+
+    Returns:
+        An ``optax.GradientTransformation`` with a :class:`NAdamState`.
+
+    Example (the first direction is ``(1 + (1-b1) mu_2 / (1 - mu_1 mu_2)) sign(g)``, nearly):
+        >>> tx = optimizers.scale_by_nadam()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 3) for u in updates.tolist()]
+        [1.056, -1.056]
+    """
+    b1, b2 = _checks.check_betas(betas)
+    eps = _eps(eps)
+    momentum_decay = _checks.check_real(momentum_decay, "momentum_decay", low=0.0)
     log_096 = math.log(0.96)
 
     def init_fn(params):
@@ -439,8 +560,34 @@ def _radam_rho(b2: float, t: jax.Array) -> jax.Array:
     return const + t * jnp.where(y < 0.5, small, big)
 
 
-def _scale_by_radam(b1: float, b2: float, eps: float):
-    """torch RAdam direction: rectified ``(m/bc1) rect sqrt(bc2)/(sqrt(v)+eps)`` if rho_t > 5."""
+
+
+def scale_by_radam(
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """Rectified Adam's direction (``torch.optim.RAdam``), before the learning rate.
+
+    ``rho_inf = 2/(1-b2) - 1``, ``rho_t = rho_inf - 2 t b2^t / bc2``; if ``rho_t > 5`` the
+    direction is ``(m/bc1) rect_t sqrt(bc2) / (sqrt(v) + eps)`` with
+    ``rect_t = sqrt((rho_t-4)(rho_t-2) rho_inf / ((rho_inf-4)(rho_inf-2) rho_t))``, else
+    ``m/bc1``. ``eps`` is added to the raw ``sqrt(v)`` as torch.
+
+    Args:
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: added to ``sqrt(v)``, ``>= 0``.
+
+    Returns:
+        An ``optax.GradientTransformation`` with an :class:`AdamState` (``max_exp_avg_sq`` is
+        None).
+
+    Example (the first steps are not rectified: the direction is ``m/bc1 = g``):
+        >>> tx = optimizers.scale_by_radam()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]
+        [0.5, -2.0]
+    """
+    b1, b2 = _checks.check_betas(betas)
+    eps = _eps(eps)
     rho_inf = 2.0 / (1.0 - b2) - 1.0
 
     def init_fn(params):
@@ -482,8 +629,33 @@ class RMSpropState(NamedTuple):
     momentum_buffer: PyTree
 
 
-def _scale_by_rmsprop(alpha: float, eps: float, momentum: float, centered: bool):
-    """torch RMSprop direction ``g / (sqrt(sq [- ga^2]) + eps)``, then momentum on it."""
+def scale_by_rmsprop(
+    alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0, centered: bool = False
+) -> optax.GradientTransformation:
+    """RMSprop's direction (``torch.optim.RMSprop``), before the learning rate.
+
+    ``sq = alpha sq + (1-alpha) g^2``, ``avg = sqrt(sq [- ga^2]) + eps`` (``ga`` the running
+    mean of ``g`` when ``centered``); the direction is ``g/avg``, or with momentum
+    ``buf = momentum buf + g/avg``. eps is outside the square root, as torch.
+
+    Args:
+        alpha: smoothing constant in ``[0, 1]``.
+        eps: added to the denominator, ``>= 0``.
+        momentum: momentum factor ``>= 0``.
+        centered: normalise by the estimated variance of the gradient.
+
+    Returns:
+        An ``optax.GradientTransformation`` with an :class:`RMSpropState`.
+
+    Example (the first direction is ``g / sqrt(0.01 g^2) = 10 sign(g)``, up to eps):
+        >>> tx = optimizers.scale_by_rmsprop()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]
+        [10.0, -10.0]
+    """
+    alpha = _checks.check_real(alpha, "alpha", low=0.0, high=1.0)
+    eps = _eps(eps)
+    momentum = _checks.check_real(momentum, "momentum", low=0.0)
 
     def init_fn(params):
         return RMSpropState(
@@ -527,8 +699,32 @@ class AdagradState(NamedTuple):
     sum: PyTree
 
 
-def _scale_by_adagrad(initial_accumulator_value: float, eps: float):
-    """torch Adagrad direction ``g / (sqrt(sum) + eps)`` with ``sum += g^2``."""
+def scale_by_adagrad(
+    initial_accumulator_value: float = 0.0, eps: float = 1e-10
+) -> optax.GradientTransformation:
+    """Adagrad's direction (``torch.optim.Adagrad``), before the learning rate.
+
+    ``s += g^2`` with ``s`` starting at ``initial_accumulator_value``; the direction is
+    ``g / (sqrt(s) + eps)`` (eps outside the root, as torch). torch's ``lr_decay`` is part of
+    the learning rate, not of the direction (see :func:`adagrad`).
+
+    Args:
+        initial_accumulator_value: start of the sum of squares, ``>= 0``.
+        eps: added to the denominator, ``>= 0``.
+
+    Returns:
+        An ``optax.GradientTransformation`` with an :class:`AdagradState`.
+
+    Example (the first direction is ``sign(g)``, up to eps):
+        >>> tx = optimizers.scale_by_adagrad()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]
+        [1.0, -1.0]
+    """
+    initial_accumulator_value = _checks.check_real(
+        initial_accumulator_value, "initial_accumulator_value", low=0.0
+    )
+    eps = _eps(eps)
 
     def init_fn(params):
         return AdagradState(jnp.zeros([], jnp.int32), _zeros(params, initial_accumulator_value))
@@ -555,8 +751,28 @@ class AdamaxState(NamedTuple):
     exp_inf: PyTree
 
 
-def _scale_by_adamax(b1: float, b2: float, eps: float):
-    """torch Adamax direction ``(m/bc1) / u`` with ``u = max(b2 u, |g| + eps)``."""
+def scale_by_adamax(
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """Adamax's direction (``torch.optim.Adamax``), before the learning rate.
+
+    ``m = lerp(m, g, 1-b1)``, ``u = max(b2 u, |g| + eps)``; the direction is ``(m/bc1) / u``.
+
+    Args:
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: added to ``|g|``, ``>= 0``.
+
+    Returns:
+        An ``optax.GradientTransformation`` with an :class:`AdamaxState`.
+
+    Example (the first direction is ``sign(g)``, up to eps):
+        >>> tx = optimizers.scale_by_adamax()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]
+        [1.0, -1.0]
+    """
+    b1, b2 = _checks.check_betas(betas)
+    eps = _eps(eps)
 
     def init_fn(params):
         return AdamaxState(jnp.zeros([], jnp.int32), _zeros(params), _zeros(params))
@@ -585,8 +801,27 @@ class AdadeltaState(NamedTuple):
     acc_delta: PyTree
 
 
-def _scale_by_adadelta(rho: float, eps: float):
-    """torch Adadelta direction ``sqrt(acc + eps) / sqrt(sq + eps) * g``."""
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTransformation:
+    """Adadelta's direction (``torch.optim.Adadelta``), before the learning rate.
+
+    ``sq = rho sq + (1-rho) g^2``, ``d = sqrt(acc + eps)/sqrt(sq + eps) g`` (the direction),
+    ``acc = rho acc + (1-rho) d^2``.
+
+    Args:
+        rho: decay of the running averages, in ``[0, 1]``.
+        eps: added inside both square roots, ``>= 0``.
+
+    Returns:
+        An ``optax.GradientTransformation`` with an :class:`AdadeltaState`.
+
+    Example (the first direction is ``sqrt(eps / (1 - rho)) sign(g)``, nearly):
+        >>> tx = optimizers.scale_by_adadelta()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(u, 4) for u in updates.tolist()]
+        [0.0032, -0.0032]
+    """
+    rho = _checks.check_real(rho, "rho", low=0.0, high=1.0)
+    eps = _eps(eps)
 
     def init_fn(params):
         return AdadeltaState(jnp.zeros([], jnp.int32), _zeros(params), _zeros(params))
@@ -614,8 +849,25 @@ class LionState(NamedTuple):
     exp_avg: PyTree
 
 
-def _scale_by_lion(b1: float, b2: float):
-    """Lion direction ``sign(b1 m + (1-b1) g)``, then ``m = b2 m + (1-b2) g``."""
+def scale_by_lion(betas: tuple[float, float] = (0.9, 0.99)) -> optax.GradientTransformation:
+    """Lion's direction (Chen et al. 2023; torch has none), before the learning rate.
+
+    The direction is ``sign(b1 m + (1-b1) g)``, then ``m = b2 m + (1-b2) g``. Equal to
+    ``optax.scale_by_lion(b1, b2)``.
+
+    Args:
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+
+    Returns:
+        An ``optax.GradientTransformation`` with a :class:`LionState`.
+
+    Example:
+        >>> tx = optimizers.scale_by_lion()
+        >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> updates
+        Array([ 1., -1.], dtype=float32)
+    """
+    b1, b2 = _checks.check_betas(betas)
 
     def init_fn(params):
         return LionState(jnp.zeros([], jnp.int32), _zeros(params))
@@ -634,7 +886,10 @@ def _scale_by_lion(b1: float, b2: float):
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-# Complete steps (they already include the learning rate).
+# ---------------------------------------------------------------------------------------------
+# Complete steps. Rprop, ASGD and Adafactor are not a direction times the learning rate (the lr
+# sets Rprop's initial step sizes, enters ASGD's eta and weight shrinking, and is capped by
+# 1/sqrt(t) in Adafactor), so they stay private and include the learning rate.
 
 
 class RpropState(NamedTuple):
@@ -806,27 +1061,19 @@ def sgd(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.sgd(lr=0.1)
+        >>> params = jnp.array([1.0, 2.0])
+        >>> updates, state = opt.update(jnp.array([0.5, -2.0]), opt.init(params), params)
+        >>> optax.apply_updates(params, updates)
+        Array([0.95, 2.2 ], dtype=float32)
     """
-    _check_lr(lr)
-    _check_min(momentum, "momentum")
-    _check_min(dampening, "dampening")
-    _check_min(weight_decay, "weight_decay")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(
-            f"nesterov=True requires momentum > 0 and dampening == 0, got momentum={momentum}, "
-            f"dampening={dampening} (torch: Nesterov momentum requires a momentum and zero "
-            "dampening)"
-        )
-    core = [_scale_by_momentum(momentum, dampening, nesterov)] if momentum else []
-    return _chain(maximize_=maximize, coupled=weight_decay, core=core, decoupled=0.0, lr=lr)
-
-
-def _adam_like_checks(lr, betas, eps, weight_decay) -> tuple[float, float]:
-    _check_lr(lr)
-    _check_min(eps, "eps")
-    b1, b2 = _check_betas(betas)
-    _check_min(weight_decay, "weight_decay")
-    return b1, b2
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
+    direction = scale_by_momentum(momentum, dampening, nesterov)
+    return _chain(
+        *([direction] if momentum else []), lr=lr, maximize=maximize, weight_decay=weight_decay
+    )
 
 
 def adam(
@@ -863,14 +1110,18 @@ def adam(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.adam(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    b1, b2 = _adam_like_checks(lr, betas, eps, weight_decay)
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize,
-        coupled=0.0 if decoupled_weight_decay else weight_decay,
-        core=[_scale_by_adam(b1, b2, eps, amsgrad)],
-        decoupled=weight_decay if decoupled_weight_decay else 0.0,
-        lr=lr,
+        scale_by_adam(betas, eps, amsgrad), lr=lr, maximize=maximize, weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
     )
 
 
@@ -904,6 +1155,13 @@ def adamw(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.adamw(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.899
     """
     return adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                 decoupled_weight_decay=True)
@@ -942,15 +1200,18 @@ def nadam(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.nadam(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.8944
     """
-    b1, b2 = _adam_like_checks(lr, betas, eps, weight_decay)
-    _check_min(momentum_decay, "momentum_decay")
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize,
-        coupled=0.0 if decoupled_weight_decay else weight_decay,
-        core=[_scale_by_nadam(b1, b2, eps, momentum_decay)],
-        decoupled=weight_decay if decoupled_weight_decay else 0.0,
-        lr=lr,
+        scale_by_nadam(betas, eps, momentum_decay), lr=lr, maximize=maximize,
+        weight_decay=weight_decay, decoupled=decoupled_weight_decay,
     )
 
 
@@ -986,14 +1247,18 @@ def radam(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.radam(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.95
     """
-    b1, b2 = _adam_like_checks(lr, betas, eps, weight_decay)
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize,
-        coupled=0.0 if decoupled_weight_decay else weight_decay,
-        core=[_scale_by_radam(b1, b2, eps)],
-        decoupled=weight_decay if decoupled_weight_decay else 0.0,
-        lr=lr,
+        scale_by_radam(betas, eps), lr=lr, maximize=maximize, weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
     )
 
 
@@ -1031,15 +1296,18 @@ def rmsprop(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.rmsprop(lr=0.01)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    _check_lr(lr)
-    _check_unit(alpha, "alpha", closed=True)
-    _check_min(eps, "eps")
-    _check_min(weight_decay, "weight_decay")
-    _check_min(momentum, "momentum")
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize, coupled=weight_decay,
-        core=[_scale_by_rmsprop(alpha, eps, momentum, centered)], decoupled=0.0, lr=lr,
+        scale_by_rmsprop(alpha, eps, momentum, centered), lr=lr, maximize=maximize,
+        weight_decay=weight_decay,
     )
 
 
@@ -1072,20 +1340,24 @@ def adagrad(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.adagrad(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    _check_lr(lr)
-    _check_min(lr_decay, "lr_decay")
-    _check_min(weight_decay, "weight_decay")
-    _check_min(initial_accumulator_value, "initial_accumulator_value")
-    _check_min(eps, "eps")
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
+    lr_decay = _checks.check_real(lr_decay, "lr_decay", low=0.0)
     if lr_decay:
         def decayed(count):
             return _lr_at(lr, count) / (1.0 + count.astype(_scalar_dtype()) * lr_decay)
     else:
         decayed = lr
     return _chain(
-        maximize_=maximize, coupled=weight_decay,
-        core=[_scale_by_adagrad(initial_accumulator_value, eps)], decoupled=0.0, lr=decayed,
+        scale_by_adagrad(initial_accumulator_value, eps), lr=decayed, maximize=maximize,
+        weight_decay=weight_decay,
     )
 
 
@@ -1114,11 +1386,17 @@ def adamax(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.adamax(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    b1, b2 = _adam_like_checks(lr, betas, eps, weight_decay)
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize, coupled=weight_decay, core=[_scale_by_adamax(b1, b2, eps)],
-        decoupled=0.0, lr=lr,
+        scale_by_adamax(betas, eps), lr=lr, maximize=maximize, weight_decay=weight_decay
     )
 
 
@@ -1147,14 +1425,17 @@ def adadelta(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.adadelta()
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9968
     """
-    _check_lr(lr)
-    _check_unit(rho, "rho", closed=True)
-    _check_min(eps, "eps")
-    _check_min(weight_decay, "weight_decay")
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize, coupled=weight_decay, core=[_scale_by_adadelta(rho, eps)],
-        decoupled=0.0, lr=lr,
+        scale_by_adadelta(rho, eps), lr=lr, maximize=maximize, weight_decay=weight_decay
     )
 
 
@@ -1183,19 +1464,24 @@ def rprop(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.rprop(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    _check_lr(lr)
-    if not isinstance(etas, (tuple, list)) or len(etas) != 2:
-        raise ValueError(f"etas must be a pair (eta_minus, eta_plus), got {etas!r}")
-    if not 0.0 < _check_real(etas[0], "etas[0]") < 1.0 < _check_real(etas[1], "etas[1]"):
-        raise ValueError(f"etas must satisfy 0 < eta_minus < 1 < eta_plus, got {tuple(etas)}")
-    if not isinstance(step_sizes, (tuple, list)) or len(step_sizes) != 2:
-        raise ValueError(f"step_sizes must be a pair (min, max), got {step_sizes!r}")
-    low, high = (_check_real(s, f"step_sizes[{i}]") for i, s in enumerate(step_sizes))
-    if not 0.0 <= low <= high:
-        raise ValueError(f"step_sizes must satisfy 0 <= min <= max, got {tuple(step_sizes)}")
-    core = [_rprop_step(lr, (float(etas[0]), float(etas[1])), (low, high))]
-    return _chain(maximize_=maximize, coupled=0.0, core=core, decoupled=0.0, lr=lr, scale=False)
+    lr = _checks.check_lr(lr)
+    eta_minus, eta_plus = _checks.check_pair(etas, "etas")
+    eta_minus = _checks.check_real(eta_minus, "etas[0]", low=0.0, high=1.0, low_open=True,
+                                   high_open=True)
+    eta_plus = _checks.check_real(eta_plus, "etas[1]", low=1.0, low_open=True)
+    low, high = _checks.check_pair(step_sizes, "step_sizes")
+    low = _checks.check_real(low, "step_sizes[0]", low=0.0)
+    high = _checks.check_real(high, "step_sizes[1]", low=low)
+    step = _rprop_step(lr, (eta_minus, eta_plus), (low, high))
+    return _chain(step, lr=lr, maximize=maximize, scale=False)
 
 
 def asgd(
@@ -1229,16 +1515,22 @@ def asgd(
 
     Returns:
         An ``optax.GradientTransformation``; ``update`` needs params.
+
+    Example:
+        >>> opt = optimizers.asgd(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.95
     """
-    _check_lr(lr)
-    _check_min(lambd, "lambd")
-    _check_min(alpha, "alpha")
-    _check_min(t0, "t0")
-    _check_min(weight_decay, "weight_decay")
-    core = [_asgd_step(lr, float(lambd), float(alpha), float(t0))]
-    return _chain(
-        maximize_=maximize, coupled=weight_decay, core=core, decoupled=0.0, lr=lr, scale=False
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
+    step = _asgd_step(
+        lr,
+        _checks.check_real(lambd, "lambd", low=0.0),
+        _checks.check_real(alpha, "alpha", low=0.0),
+        _checks.check_real(t0, "t0", low=0.0),
     )
+    return _chain(step, lr=lr, maximize=maximize, weight_decay=weight_decay, scale=False)
 
 
 def adafactor(
@@ -1273,21 +1565,25 @@ def adafactor(
 
     Returns:
         An ``optax.GradientTransformation``; ``update`` needs params.
+
+    Example:
+        >>> opt = optimizers.adafactor(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    _check_lr(lr)
-    if not _check_real(beta2_decay, "beta2_decay") <= 0.0:
-        raise ValueError(f"beta2_decay must be <= 0, got {beta2_decay}")
-    if not isinstance(eps, (tuple, list)) or len(eps) != 2:
-        raise ValueError(f"eps must be a pair (eps1 or None, eps2), got {eps!r}")
-    if eps[0] is not None:
-        _check_min(eps[0], "eps[0]")
-    _check_min(eps[1], "eps[1]")
-    _check_min(d, "d", 1.0)
-    _check_min(weight_decay, "weight_decay")
-    eps1 = None if eps[0] is None else float(eps[0])
-    core = [_adafactor_step(lr, float(beta2_decay), eps1, float(eps[1]), float(d))]
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
+    eps1, eps2 = _checks.check_pair(eps, "eps")
+    step = _adafactor_step(
+        lr,
+        _checks.check_real(beta2_decay, "beta2_decay", high=0.0),
+        None if eps1 is None else _checks.check_real(eps1, "eps[0]", low=0.0),
+        _checks.check_real(eps2, "eps[1]", low=0.0),
+        _checks.check_real(d, "d", low=1.0),
+    )
     return _chain(
-        maximize_=maximize, coupled=0.0, core=core, decoupled=weight_decay, lr=lr, scale=False
+        step, lr=lr, maximize=maximize, weight_decay=weight_decay, decoupled=True, scale=False
     )
 
 
@@ -1314,13 +1610,17 @@ def lion(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.lion(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.8999
     """
-    _check_lr(lr)
-    b1, b2 = _check_betas(betas)
-    _check_min(weight_decay, "weight_decay")
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
     return _chain(
-        maximize_=maximize, coupled=0.0, core=[_scale_by_lion(b1, b2)], decoupled=weight_decay,
-        lr=lr,
+        scale_by_lion(betas), lr=lr, maximize=maximize, weight_decay=weight_decay, decoupled=True
     )
 
 
@@ -1350,13 +1650,20 @@ def lamb(
 
     Returns:
         An ``optax.GradientTransformation``.
+
+    Example:
+        >>> opt = optimizers.lamb(lr=0.1)
+        >>> params = jnp.array(1.0)
+        >>> updates, state = opt.update(jnp.array(0.5), opt.init(params), params)
+        >>> round(float(optax.apply_updates(params, updates)), 4)
+        0.9
     """
-    b1, b2 = _adam_like_checks(lr, betas, eps, weight_decay)
-    core = [_scale_by_adam(b1, b2, eps, False)]
+    lr, weight_decay = _lr_and_decay(lr, weight_decay)
+    directions = [scale_by_adam(betas, eps)]
     if weight_decay:
-        core.append(add_weight_decay(weight_decay))
-    core.append(optax.scale_by_trust_ratio())
-    return _chain(maximize_=maximize, coupled=0.0, core=core, decoupled=0.0, lr=lr)
+        directions.append(_add_weight_decay(weight_decay))
+    directions.append(optax.scale_by_trust_ratio())
+    return _chain(*directions, lr=lr, maximize=maximize)
 
 
 _TABLE = {
@@ -1378,4 +1685,4 @@ _TABLE = {
 
 NAMES: tuple[str, ...] = tuple(_TABLE)
 
-get = make_get("optimizer", _TABLE)
+get = _checks.make_get("optimizer", _TABLE)

@@ -359,55 +359,161 @@ def test_float64_state_stays_float64():
 # ---------------------------------------------------------------------------------------------
 # Construction errors and name lookup.
 
+# (function, kwargs, error, argument named in the message): ValueError for a wrong value,
+# TypeError for a wrong type. The building blocks check their arguments too.
 INVALID = [
-    ("sgd", {"lr": -1.0}, "lr"),
-    ("sgd", {"momentum": -0.1}, "momentum"),
-    ("sgd", {"dampening": -0.1}, "dampening"),
-    ("sgd", {"weight_decay": -1e-4}, "weight_decay"),
-    ("sgd", {"nesterov": True}, "nesterov"),
-    ("sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "nesterov"),
-    ("adam", {"lr": -1e-3}, "lr"),
-    ("adam", {"eps": -1e-8}, "eps"),
-    ("adam", {"betas": (1.0, 0.999)}, "betas[0]"),
-    ("adam", {"betas": (0.9, -0.1)}, "betas[1]"),
-    ("adam", {"betas": 0.9}, "betas"),
-    ("adam", {"weight_decay": -1.0}, "weight_decay"),
-    ("adamw", {"weight_decay": -1.0}, "weight_decay"),
-    ("nadam", {"momentum_decay": -1.0}, "momentum_decay"),
-    ("radam", {"betas": (0.9, 1.0)}, "betas[1]"),
-    ("rmsprop", {"alpha": 1.5}, "alpha"),
-    ("rmsprop", {"alpha": -0.1}, "alpha"),
-    ("rmsprop", {"eps": -1.0}, "eps"),
-    ("rmsprop", {"momentum": -0.9}, "momentum"),
-    ("adagrad", {"lr_decay": -1.0}, "lr_decay"),
-    ("adagrad", {"initial_accumulator_value": -0.1}, "initial_accumulator_value"),
-    ("adagrad", {"eps": -1.0}, "eps"),
-    ("adamax", {"betas": (-0.1, 0.9)}, "betas[0]"),
-    ("adadelta", {"rho": 1.1}, "rho"),
-    ("adadelta", {"lr": -1.0}, "lr"),
-    ("rprop", {"etas": (1.1, 1.2)}, "etas"),
-    ("rprop", {"etas": (0.5, 0.9)}, "etas"),
-    ("rprop", {"step_sizes": (1.0, 0.1)}, "step_sizes"),
-    ("rprop", {"step_sizes": (-1.0, 1.0)}, "step_sizes"),
-    ("asgd", {"lambd": -1.0}, "lambd"),
-    ("asgd", {"alpha": -1.0}, "alpha"),
-    ("asgd", {"t0": -1.0}, "t0"),
-    ("asgd", {"weight_decay": -1.0}, "weight_decay"),
-    ("adafactor", {"beta2_decay": 0.5}, "beta2_decay"),
-    ("adafactor", {"eps": (-1.0, 1e-3)}, "eps[0]"),
-    ("adafactor", {"eps": (None, -1e-3)}, "eps[1]"),
-    ("adafactor", {"d": 0.5}, "d"),
-    ("adafactor", {"lr": "fast"}, "lr"),
-    ("lion", {"betas": (0.9, 1.5)}, "betas[1]"),
-    ("lion", {"weight_decay": -1.0}, "weight_decay"),
-    ("lamb", {"eps": -1.0}, "eps"),
+    ("sgd", {"lr": -1.0}, ValueError, "lr"),
+    ("sgd", {"momentum": -0.1}, ValueError, "momentum"),
+    ("sgd", {"dampening": -0.1}, ValueError, "dampening"),
+    ("sgd", {"weight_decay": -1e-4}, ValueError, "weight_decay"),
+    ("sgd", {"nesterov": True}, ValueError, "nesterov"),
+    ("sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, ValueError, "nesterov"),
+    ("adam", {"lr": -1e-3}, ValueError, "lr"),
+    ("adam", {"eps": -1e-8}, ValueError, "eps"),
+    ("adam", {"betas": (1.0, 0.999)}, ValueError, "betas[0]"),
+    ("adam", {"betas": (0.9, -0.1)}, ValueError, "betas[1]"),
+    ("adam", {"betas": (0.9, 0.99, 0.999)}, ValueError, "betas"),
+    ("adam", {"weight_decay": -1.0}, ValueError, "weight_decay"),
+    ("adamw", {"weight_decay": -1.0}, ValueError, "weight_decay"),
+    ("nadam", {"momentum_decay": -1.0}, ValueError, "momentum_decay"),
+    ("radam", {"betas": (0.9, 1.0)}, ValueError, "betas[1]"),
+    ("rmsprop", {"alpha": 1.5}, ValueError, "alpha"),
+    ("rmsprop", {"alpha": -0.1}, ValueError, "alpha"),
+    ("rmsprop", {"eps": -1.0}, ValueError, "eps"),
+    ("rmsprop", {"momentum": -0.9}, ValueError, "momentum"),
+    ("adagrad", {"lr_decay": -1.0}, ValueError, "lr_decay"),
+    ("adagrad", {"initial_accumulator_value": -0.1}, ValueError, "initial_accumulator_value"),
+    ("adagrad", {"eps": -1.0}, ValueError, "eps"),
+    ("adamax", {"betas": (-0.1, 0.9)}, ValueError, "betas[0]"),
+    ("adadelta", {"rho": 1.1}, ValueError, "rho"),
+    ("adadelta", {"lr": -1.0}, ValueError, "lr"),
+    ("rprop", {"etas": (1.1, 1.2)}, ValueError, "etas[0]"),
+    ("rprop", {"etas": (0.5, 0.9)}, ValueError, "etas[1]"),
+    ("rprop", {"step_sizes": (1.0, 0.1)}, ValueError, "step_sizes[1]"),
+    ("rprop", {"step_sizes": (-1.0, 1.0)}, ValueError, "step_sizes[0]"),
+    ("asgd", {"lambd": -1.0}, ValueError, "lambd"),
+    ("asgd", {"alpha": -1.0}, ValueError, "alpha"),
+    ("asgd", {"t0": -1.0}, ValueError, "t0"),
+    ("asgd", {"weight_decay": -1.0}, ValueError, "weight_decay"),
+    ("adafactor", {"beta2_decay": 0.5}, ValueError, "beta2_decay"),
+    ("adafactor", {"eps": (-1.0, 1e-3)}, ValueError, "eps[0]"),
+    ("adafactor", {"eps": (None, -1e-3)}, ValueError, "eps[1]"),
+    ("adafactor", {"d": 0.5}, ValueError, "d"),
+    ("lion", {"betas": (0.9, 1.5)}, ValueError, "betas[1]"),
+    ("lion", {"weight_decay": -1.0}, ValueError, "weight_decay"),
+    ("lamb", {"eps": -1.0}, ValueError, "eps"),
+    ("sgd", {"lr": None}, TypeError, "lr"),
+    ("sgd", {"momentum": True}, TypeError, "momentum"),
+    ("adam", {"betas": 0.9}, TypeError, "betas"),
+    ("adam", {"betas": (0.9, "0.999")}, TypeError, "betas[1]"),
+    ("adam", {"eps": None}, TypeError, "eps"),
+    ("adamw", {"weight_decay": "0.01"}, TypeError, "weight_decay"),
+    ("rmsprop", {"alpha": "0.99"}, TypeError, "alpha"),
+    ("adagrad", {"lr_decay": None}, TypeError, "lr_decay"),
+    ("rprop", {"etas": 0.5}, TypeError, "etas"),
+    ("asgd", {"t0": "1e6"}, TypeError, "t0"),
+    ("adafactor", {"lr": "fast"}, TypeError, "lr"),
+    ("adafactor", {"eps": (None, None)}, TypeError, "eps[1]"),
+    ("lion", {"lr": True}, TypeError, "lr"),
+    ("add_weight_decay", {"weight_decay": -1.0}, ValueError, "weight_decay"),
+    ("add_weight_decay", {"weight_decay": None}, TypeError, "weight_decay"),
+    ("scale_by_lr", {"lr": -0.1}, ValueError, "lr"),
+    ("scale_by_lr", {"lr": "0.1"}, TypeError, "lr"),
+    ("add_decoupled_weight_decay", {"lr": 0.1, "weight_decay": -1.0}, ValueError, "weight_decay"),
+    ("add_decoupled_weight_decay", {"lr": -0.1, "weight_decay": 0.1}, ValueError, "lr"),
+    ("scale_by_momentum", {"momentum": -0.9}, ValueError, "momentum"),
+    ("scale_by_momentum", {"nesterov": True}, ValueError, "nesterov"),
+    ("scale_by_adam", {"betas": (0.9, 1.0)}, ValueError, "betas[1]"),
+    ("scale_by_adam", {"eps": "1e-8"}, TypeError, "eps"),
+    ("scale_by_nadam", {"momentum_decay": -1.0}, ValueError, "momentum_decay"),
+    ("scale_by_radam", {"eps": -1.0}, ValueError, "eps"),
+    ("scale_by_rmsprop", {"alpha": 2.0}, ValueError, "alpha"),
+    ("scale_by_adagrad", {"initial_accumulator_value": -1.0}, ValueError,
+     "initial_accumulator_value"),
+    ("scale_by_adamax", {"betas": [0.9]}, ValueError, "betas"),
+    ("scale_by_adadelta", {"rho": None}, TypeError, "rho"),
+    ("scale_by_lion", {"betas": (1.0, 0.99)}, ValueError, "betas[0]"),
 ]
 
 
-@pytest.mark.parametrize("name,kwargs,arg", INVALID, ids=[f"{n}-{a}" for n, _, a in INVALID])
-def test_invalid_hyperparameters_raise(name, kwargs, arg):
-    with pytest.raises(ValueError, match=arg.replace("[", r"\[").replace("]", r"\]")):
-        O.get(name)(**kwargs)
+@pytest.mark.parametrize("name,kwargs,error,arg", INVALID,
+                         ids=[f"{n}-{a}-{e.__name__}" for n, _, e, a in INVALID])
+def test_invalid_hyperparameters_raise(name, kwargs, error, arg):
+    with pytest.raises(error, match=arg.replace("[", r"\[").replace("]", r"\]")):
+        getattr(O, name)(**kwargs)
+
+
+@pytest.mark.parametrize("name", O.NAMES)
+def test_lr_is_checked_once(name, monkeypatch):
+    """The optimizers check ``lr`` themselves and build from unchecked private pieces."""
+    calls = []
+    check_lr = O._checks.check_lr
+    monkeypatch.setattr(O._checks, "check_lr",
+                        lambda *a, **k: calls.append(a) or check_lr(*a, **k))
+    O.get(name)(lr=0.1)
+    assert len(calls) == 1, calls
+
+
+# The optimizer and the same chain built by hand from the public pieces. They must agree
+# exactly, step for step (the same code runs in both).
+WD, MOMENTUM = 0.1, 0.9
+HANDMADE = [
+    ("sgd", lambda: O.sgd(LR, MOMENTUM, weight_decay=WD, nesterov=True),
+     lambda: optax.chain(O.add_weight_decay(WD), O.scale_by_momentum(MOMENTUM, nesterov=True),
+                         O.scale_by_lr(LR))),
+    ("adam", lambda: O.adam(LR, weight_decay=WD),
+     lambda: optax.chain(O.add_weight_decay(WD), O.scale_by_adam(), O.scale_by_lr(LR))),
+    ("adam_maximize", lambda: O.adam(LR, amsgrad=True, maximize=True),
+     lambda: optax.chain(O.maximize(), O.scale_by_adam(amsgrad=True), O.scale_by_lr(LR))),
+    ("adamw", lambda: O.adamw(LR, weight_decay=WD),
+     lambda: optax.chain(O.scale_by_adam(), O.scale_by_lr(LR),
+                         O.add_decoupled_weight_decay(LR, WD))),
+    ("nadam", lambda: O.nadam(LR, weight_decay=WD),
+     lambda: optax.chain(O.add_weight_decay(WD), O.scale_by_nadam(), O.scale_by_lr(LR))),
+    ("radam", lambda: O.radam(LR, weight_decay=WD, decoupled_weight_decay=True),
+     lambda: optax.chain(O.scale_by_radam(), O.scale_by_lr(LR),
+                         O.add_decoupled_weight_decay(LR, WD))),
+    ("rmsprop", lambda: O.rmsprop(LR, weight_decay=WD, momentum=MOMENTUM, centered=True),
+     lambda: optax.chain(O.add_weight_decay(WD),
+                         O.scale_by_rmsprop(momentum=MOMENTUM, centered=True),
+                         O.scale_by_lr(LR))),
+    ("adagrad", lambda: O.adagrad(LR, weight_decay=WD, initial_accumulator_value=0.1),
+     lambda: optax.chain(O.add_weight_decay(WD), O.scale_by_adagrad(0.1), O.scale_by_lr(LR))),
+    ("adamax", lambda: O.adamax(LR, weight_decay=WD),
+     lambda: optax.chain(O.add_weight_decay(WD), O.scale_by_adamax(), O.scale_by_lr(LR))),
+    ("adadelta", lambda: O.adadelta(LR, weight_decay=WD),
+     lambda: optax.chain(O.add_weight_decay(WD), O.scale_by_adadelta(), O.scale_by_lr(LR))),
+    ("lion", lambda: O.lion(LR, weight_decay=WD),
+     lambda: optax.chain(O.scale_by_lion(), O.scale_by_lr(LR),
+                         O.add_decoupled_weight_decay(LR, WD))),
+]
+
+
+@pytest.mark.parametrize("name,optimizer,handmade", HANDMADE, ids=[h[0] for h in HANDMADE])
+def test_handmade_chain_equals_optimizer(name, optimizer, handmade):
+    ours = run_jax(optimizer(), PARAMS, GRADS, "float32")[0]
+    theirs = run_jax(handmade(), PARAMS, GRADS, "float32")[0]
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_direction_defaults_are_the_optimizer_defaults():
+    import inspect
+    pairs = {"scale_by_momentum": "sgd", "scale_by_adam": "adam", "scale_by_nadam": "nadam",
+             "scale_by_radam": "radam", "scale_by_rmsprop": "rmsprop",
+             "scale_by_adagrad": "adagrad", "scale_by_adamax": "adamax",
+             "scale_by_adadelta": "adadelta", "scale_by_lion": "lion"}
+    assert set(pairs) == {n for n in O.__all__ if n.startswith("scale_by_")} - {"scale_by_lr"}
+    for direction, optimizer in pairs.items():
+        theirs = inspect.signature(getattr(O, optimizer)).parameters
+        for arg, prm in inspect.signature(getattr(O, direction)).parameters.items():
+            assert prm.default == theirs[arg].default, f"{direction}.{arg}"
+
+
+def test_stateless_pieces_carry_no_count():
+    p = {"w": jnp.ones(2)}
+    assert O.maximize().init(p) == optax.EmptyState()
+    assert O.add_weight_decay(0.1).init(p) == optax.EmptyState()
+    assert O.scale_by_lr(optax.linear_schedule(1.0, 0.0, 10)).init(p).count == 0
 
 
 def test_get_accepts_torch_names():
