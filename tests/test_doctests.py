@@ -1,0 +1,38 @@
+"""The examples in the docstrings of activations, losses and optimizers run and print what they
+say: one test per docstring, and every public function has one."""
+
+from __future__ import annotations
+
+import doctest
+import inspect
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from jaxfund import _checks, activations, losses, optimizers
+
+MODULES = (activations, losses, optimizers)
+# What the examples assume, as the module docstrings say.
+GLOBS = {"jnp": jnp, "optax": optax, "activations": activations, "losses": losses,
+         "optimizers": optimizers}
+TESTS = [t for m in (*MODULES, _checks)
+         for t in doctest.DocTestFinder().find(m, extraglobs=GLOBS) if t.examples]
+
+
+@pytest.mark.parametrize("test", TESTS, ids=[t.name for t in TESTS])
+def test_docstring_example(test):
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    with jax.enable_x64(False):  # the printed dtypes are float32
+        runner.run(test)
+    failed, attempted = runner.summarize(verbose=False)
+    assert attempted and not failed, f"{failed} of {attempted} examples in {test.name} failed"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=[m.__name__ for m in MODULES])
+def test_every_public_function_has_an_example(module):
+    with_examples = {t.name for t in TESTS}
+    functions = [n for n in module.__all__ if inspect.isfunction(getattr(module, n))]
+    missing = [n for n in functions if f"{module.__name__}.{n}" not in with_examples]
+    assert functions and not missing, f"{module.__name__}: no example in {missing}"
