@@ -1,5 +1,6 @@
-"""The examples in the docstrings of activations, losses and optimizers run and print what they
-say: one test per docstring, and every public function has one."""
+"""The examples in the docstrings run and print what they say, one test per docstring: every
+public function of activations, losses and optimizers has one; tasks, models and train have
+them where they help."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from jaxfund import _checks, activations, losses, optimizers
+from jaxfund import _checks, activations, losses, models, optimizers, tasks, train
 
 MODULES = (activations, losses, optimizers)
 # What the examples assume, as the module docstrings say.
 GLOBS = {"jnp": jnp, "optax": optax, "activations": activations, "losses": losses,
          "optimizers": optimizers}
-TESTS = [t for m in (*MODULES, _checks)
+TESTS = [t for m in (*MODULES, _checks, tasks, models, train)
          for t in doctest.DocTestFinder().find(m, extraglobs=GLOBS) if t.examples]
 
 
