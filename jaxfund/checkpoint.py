@@ -129,8 +129,8 @@ def restore(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
     Args:
       path: the checkpoint file.
       like: a state of the expected structure, shapes and dtypes (e.g. a freshly created
-        :class:`jaxfund.train.TrainState`); its values are not used. Each restored leaf is placed with the
-        sharding of the corresponding leaf of ``like``.
+        :class:`jaxfund.train.TrainState`); its values are not used. Each restored leaf is
+        placed with the sharding of the corresponding leaf of ``like``.
 
     Returns:
       ``(state, extra)``.

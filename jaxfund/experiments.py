@@ -209,7 +209,8 @@ class GradientFlow:
     """What :func:`gradient_flow` measures.
 
     Attributes:
-      norms: ``{activation: (depth,) array}``, ``‖∂loss/∂W_l‖`` per Linear layer (1 = input).
+      norms: ``{activation: (depth,) array}``, ``‖∂loss/∂W_l‖`` per Linear layer (1 is the
+        input side).
       x0: the start of the repeated multiplication, ``randn(5)``.
       iterations: ``{"x*x": (20, 5), "x*tanh(x)": (20, 5)}``, ``x_0 .. x_19`` in float32.
       batch: number of examples in the loss.

@@ -6,7 +6,8 @@ returns raw outputs (logits). Its width and the loss on it depend on the task:
 :func:`jaxfund.tasks.output_features` and :func:`jaxfund.tasks.loss`.
 
 Parameters are a list with one ``{"w": (in, out), "b": (out,)}`` dict per layer — a plain
-pytree that works with optax, ``jax.grad``, sharding and :mod:`jaxfund.checkpoint`. ``w`` is torch's ``weight.T``.
+pytree that works with optax, ``jax.grad``, sharding and :mod:`jaxfund.checkpoint`. ``w`` is
+torch's ``weight.T``.
 """
 
 from __future__ import annotations

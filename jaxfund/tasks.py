@@ -1,15 +1,13 @@
 """The supervised tasks jaxfund trains: one home for everything that depends on the task.
 
-============== ================ ====================================== ===================== ========
-task           output features  loss on the outputs (torch)            prediction            metric
-============== ================ ====================================== ===================== ========
-regression     1                ``mse_loss(out[..., 0], y)``           ``out[..., 0]``        mse
-                                (``nn.MSELoss``)
-binary         1 (a logit)      ``binary_cross_entropy_with_logits``   ``out[..., 0] > 0``    accuracy
-                                (``nn.BCEWithLogitsLoss``)
-multiclass     C (logits)       ``cross_entropy(out, y)``              ``argmax(out, -1)``    accuracy
-                                (``nn.CrossEntropyLoss``)
-============== ================ ====================================== ===================== ========
+- ``"regression"``: 1 output; loss ``mse_loss(out[..., 0], y)`` (torch ``MSELoss``);
+  prediction ``out[..., 0]``.
+- ``"binary"``: 1 output, a logit; loss ``binary_cross_entropy_with_logits(out[..., 0], y)``
+  (``BCEWithLogitsLoss``); prediction ``out[..., 0] > 0``.
+- ``"multiclass"``: C outputs, logits; loss ``cross_entropy(out, y)`` (``CrossEntropyLoss``);
+  prediction ``argmax(out, -1)``.
+
+The evaluation metric (:func:`metric`) is the MSE for regression and the accuracy otherwise.
 
 Models return raw outputs (logits): the course applies sigmoid/softmax in the model and then a
 loss; the losses here take logits (they contain the log-sigmoid/log-softmax, stably).

@@ -41,7 +41,8 @@ def main() -> None:
 
     result = train.fit(
         state, (ds.x_train, ds.y_train), apply_fn=model.apply,
-        tx=tx, task=ds.task,  # the loss: tasks.loss(ds.task), cross_entropy on the logits epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        tx=tx, task=ds.task,  # the loss: tasks.loss(ds.task), cross_entropy on the logits
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         eval_data=(ds.x_test, ds.y_test), callback=report,
     )
     final = result.history[-1]
