@@ -322,6 +322,10 @@ def _summary(metrics: dict[str, np.ndarray], prefix: str) -> dict[str, float]:
     return out
 
 
+def _params_to_evaluate(state: TrainState, eval_params: Callable | None) -> Any:
+    return state.params if eval_params is None else eval_params(state)
+
+
 def _history_entry(epoch: int, train: dict[str, np.ndarray],
                    test: dict[str, np.ndarray] | None) -> dict:
     """One epoch of history: the means of the per-step train metrics and the test metrics."""
@@ -338,6 +342,7 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn,
         eval_data: tuple[Any, Any] | None = None, start_epoch: int = 0,
         mesh: Mesh | None = None, skip_nonfinite: bool = False,
         callback: Callable[[dict, TrainState], None] | None = None,
+        eval_params: Callable[[TrainState], Any] | None = None,
         max_traces: int | None = None) -> FitResult:
     """Trains for epochs ``start_epoch + 1 .. epochs``, one compiled ``lax.scan`` per epoch.
 
@@ -362,6 +367,8 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn,
       callback: ``callback(entry, state)`` after every epoch, e.g. for a progress bar or a
         checkpoint (:func:`jaxfund.checkpoint.save`). The state is donated to the next epoch:
         save or copy it inside the callback rather than keeping a reference.
+      eval_params: the parameters to evaluate, as a function of the state; default
+        ``state.params``. :func:`jaxfund.averaging.averaged_params` evaluates the SWA/EMA average.
 
     Returns:
       :class:`FitResult`. ``history`` has one entry per epoch: ``{"epoch", "train_loss",
@@ -409,7 +416,8 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn,
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start
         train_seconds += seconds
-        test = None if evaluate is None else jax.device_get(evaluate(state.params, eval_batch))
+        test = None if evaluate is None else jax.device_get(
+            evaluate(_params_to_evaluate(state, eval_params), eval_batch))
         entry = {**_history_entry(epoch, metrics, test), "seconds": seconds}
         history.append(entry)
         if callback is not None:
@@ -440,7 +448,8 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], 
               seeds: Sequence[int], apply_fn: ApplyFn, loss_fn: LossFn | None = None,
               tx: optax.GradientTransformation, task: str = "multiclass", epochs: int,
               batch_size: int, eval_data: tuple[Any, Any] | None = None,
-              skip_nonfinite: bool = False) -> SeedsResult:
+              skip_nonfinite: bool = False,
+              eval_params: Callable[[TrainState], Any] | None = None) -> SeedsResult:
     """Trains one model per seed, every seed and every epoch in ONE compiled program.
 
     Seed ``s`` starts from ``init_fn(jax.random.key(s))`` and trains exactly as
@@ -453,8 +462,9 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], 
 
     Args:
       init_fn: ``init_fn(key) -> params``, e.g. ``MLP(...).init``.
-      train_data, apply_fn, loss_fn, tx, task, epochs, batch_size, eval_data, skip_nonfinite:
-        as in :func:`fit` (all epochs from the first; no mesh: run on the default device).
+      train_data, apply_fn, loss_fn, tx, task, epochs, batch_size, eval_data, skip_nonfinite,
+      eval_params: as in :func:`fit` (all epochs from the first; no mesh: run on the default
+        device).
       seeds: the seeds, non-negative ints.
 
     Returns:
@@ -486,7 +496,8 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], 
 
         def epoch(state, e):
             state, train = epoch_fn(state, x, y, key, e)
-            test = None if evaluate is None else evaluate(state.params, eval_batch)
+            test = None if evaluate is None else evaluate(
+                _params_to_evaluate(state, eval_params), eval_batch)
             return state, (train, test)
 
         return jax.lax.scan(epoch, TrainState.create(init_fn(key), tx),

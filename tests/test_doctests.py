@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from jaxfund import _checks, activations, losses, models, optimizers, tasks, train
+from jaxfund import _checks, activations, averaging, losses, models, optimizers, tasks, train
 
 MODULES = (activations, losses, optimizers)
 # What the examples assume, as the module docstrings say.
 GLOBS = {"jnp": jnp, "optax": optax, "activations": activations, "losses": losses,
          "optimizers": optimizers}
-TESTS = [t for m in (*MODULES, _checks, tasks, models, train)
+TESTS = [t for m in (*MODULES, _checks, averaging, tasks, models, train)
          for t in doctest.DocTestFinder().find(m, extraglobs=GLOBS) if t.examples]
 
 

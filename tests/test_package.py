@@ -73,3 +73,8 @@ def test_wheel_installs_only_jaxfund(tmp_path):
         names = archive.namelist()
     assert top == {"jaxfund", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert "jaxfund/cli/__init__.py" in names and "jaxfund/experiments.py" in names
+
+
+@pytest.mark.parametrize("name", jaxfund.__all__[1:])
+def test_submodules_load_on_attribute_access(name):
+    assert getattr(jaxfund, name).__name__ == f"jaxfund.{name}"
