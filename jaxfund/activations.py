@@ -13,6 +13,19 @@ overflowing float16. ``float32`` and ``float64`` are computed in their own preci
 Axes: ``dim`` is ``axis`` (default ``-1``), and ``prelu``'s channels are on the last axis
 (JAX is channels-last; torch uses axis 1).
 
+NaN and ±inf: values and gradients are NaN, ±inf or finite exactly where torch's are. At a NaN
+input a piecewise function's gradient is what torch's formula gives when every comparison with NaN
+is false (``relu'(nan) = 1``, ``leaky_relu'(nan) = negative_slope``, ``elu'(nan) = 1``,
+``hardsigmoid'(nan) = 0``, ...): that is torch's answer for a 0-d tensor and for every element
+of a short one. torch's SIMD loop, which handles all but the last few elements of a long tensor,
+answers 0 or NaN instead for ``relu6``, ``hardtanh``, ``softshrink``, ``hardshrink``,
+``elu``/``selu``/``celu`` and ``hardswish``, and gives ``gelu(inf) = nan`` in float32; we give the
+one answer at every position.
+
+Zero-size arrays work everywhere torch accepts them (an empty batch, an empty axis for the
+softmax family); a 0-d ``x`` counts as 1-d for the softmax family (``axis=0`` or ``-1``), as in
+torch.
+
 Bad input raises at trace time, naming the argument: ``TypeError`` for a non-float ``x`` or an
 argument of the wrong type (a string or ``None`` where a number goes), ``ValueError`` for a bad
 value.
@@ -57,12 +70,14 @@ def _elementwise(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     return wrapper
 
 
+# The kink rules below are written with torch's comparisons, so that a NaN input, for which every
+# comparison is false, takes the branch torch takes.
 @jax.custom_jvp
 def _relu(x: jax.Array) -> jax.Array:
     return jnp.maximum(x, 0)
 
 
-_relu.defjvps(lambda t, ans, x: jnp.where(x > 0, t, 0))
+_relu.defjvps(lambda t, ans, x: jnp.where(x <= 0, 0, t))
 
 
 @jax.custom_jvp
@@ -71,13 +86,31 @@ def _clamp(x: jax.Array, lo: Any, hi: Any) -> jax.Array:
 
 
 # torch's clamp-like activations have derivative 0 at both bounds (jnp.clip would give 1/2).
-_clamp.defjvps(lambda t, ans, x, lo, hi: jnp.where((x > lo) & (x < hi), t, 0), None, None)
+_clamp.defjvps(lambda t, ans, x, lo, hi: jnp.where((x <= lo) | (x >= hi), 0, t), None, None)
 
 
 def _elu(x: jax.Array, alpha: Any, input_scale: Any = 1.0) -> jax.Array:
     # The inner where keeps expm1 of large positive x (and its infinite slope) out of the graph.
-    negative = jnp.where(x > 0, 0.0, x) * input_scale
-    return jnp.where(x > 0, x, alpha * jnp.expm1(negative))
+    negative = jnp.where(x <= 0, x, 0.0) * input_scale
+    return jnp.where(x <= 0, alpha * jnp.expm1(negative), x)
+
+
+@jax.custom_jvp
+def _hardsigmoid(x: jax.Array) -> jax.Array:
+    return jnp.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+_hardsigmoid.defjvps(lambda t, ans, x: jnp.where((x > -3.0) & (x < 3.0), t / 6.0, 0))
+
+
+@jax.custom_jvp
+def _hardswish(x: jax.Array) -> jax.Array:
+    return x * (jnp.clip(x + 3.0, 0.0, 6.0) / 6.0)
+
+
+# The slope is selected before it multiplies t, so that no 0 * inf reaches the gradient.
+_hardswish.defjvps(
+    lambda t, ans, x: t * jnp.where(x <= -3.0, 0.0, jnp.where(x < 3.0, x / 3.0 + 0.5, 1.0)))
 
 
 def _softplus(x: jax.Array) -> jax.Array:
@@ -298,11 +331,12 @@ def gelu(x: jax.Array, approximate: str = "none") -> jax.Array:
     if approximate == "none":
         return 0.5 * x * jax.lax.erfc(-x * math.sqrt(0.5))
     # tanh(...) is exactly ±1 beyond |x| = 10 in every float dtype; clipping there keeps x**3 and
-    # its derivative finite for huge |x| (torch's gradient is NaN at 3e38). The clip's slope does
-    # not matter there (tanh' is exactly 0), so it is the one-select _clamp, not jnp.clip.
+    # its derivative finite for huge finite |x| (torch's gradient is NaN at 3e38). The clip's
+    # slope does not matter there (tanh' is exactly 0), so it is the one-select _clamp, not
+    # jnp.clip. ±inf passes unclipped, so that gelu'(±inf) is NaN (inf * 0), as in torch.
     # x * (0.5 * (1 + tanh)) equals 0.5 * x * (1 + tanh) (scaling by 0.5 is exact) and lets XLA
     # fuse the product into the reduction instead of writing 0.5 * x as a full-size temporary.
-    xc = _clamp(x, -10.0, 10.0)
+    xc = jnp.where(jnp.isinf(x), x, _clamp(x, -10.0, 10.0))
     return x * (0.5 * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (xc + 0.044715 * xc**3))))
 
 
@@ -421,8 +455,8 @@ def hardsigmoid(x: jax.Array) -> jax.Array:
     r"""Hard sigmoid, ``F.hardsigmoid``: :math:`\mathrm{relu6}(x + 3) / 6`, range :math:`[0, 1]`.
 
     Derivative :math:`1/6` on :math:`(-3, 3)`, 0 elsewhere including the kinks :math:`\pm 3`
-    (torch and ``jax.nn.hard_sigmoid``). Torch's backward multiplies by a float32 ``1/6`` even
-    for float64 tensors (relative error 3e-8); we use the exact ``1/6``.
+    (torch and ``jax.nn.hard_sigmoid``) and at NaN (torch). Torch's backward multiplies by a
+    float32 ``1/6`` even for float64 tensors (relative error 3e-8); we use the exact ``1/6``.
 
     Args:
       x: float array.
@@ -431,7 +465,7 @@ def hardsigmoid(x: jax.Array) -> jax.Array:
       >>> activations.hardsigmoid(jnp.array([-3.0, 0.0, 3.0]))
       Array([0. , 0.5, 1. ], dtype=float32)
     """
-    return _clamp(x + 3.0, 0.0, 6.0) / 6.0
+    return _hardsigmoid(x)
 
 
 @_elementwise
@@ -440,8 +474,8 @@ def hardswish(x: jax.Array) -> jax.Array:
 
     Range :math:`[-3/8, \infty)`. Derivative 0 for :math:`x \le -3`, :math:`x/3 + 1/2` on
     :math:`(-3, 3)`, 1 for :math:`x \ge 3` (torch's values at the kinks: 0 at -3, 1 at 3; same as
-    ``jax.nn.hard_swish``). Computed as ``x * (relu6(x + 3) / 6)``, which stays finite up to the
-    dtype's maximum where torch's ``x * relu6(x + 3) / 6`` overflows.
+    ``jax.nn.hard_swish``), and 1 at NaN (torch). Computed as ``x * (relu6(x + 3) / 6)``, which
+    stays finite up to the dtype's maximum where torch's ``x * relu6(x + 3) / 6`` overflows.
 
     Args:
       x: float array.
@@ -450,7 +484,7 @@ def hardswish(x: jax.Array) -> jax.Array:
       >>> activations.hardswish(jnp.array([-1.5, 0.0, 3.0]))
       Array([-0.375,  0.   ,  3.   ], dtype=float32)
     """
-    return x * (_clamp(x + 3.0, 0.0, 6.0) / 6.0)
+    return _hardswish(x)
 
 
 @_elementwise
@@ -496,7 +530,7 @@ def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
     else 0.
 
     Derivative 1 for :math:`|x| > \lambda`, 0 for :math:`|x| \le \lambda` (0 at the kinks
-    :math:`\pm\lambda`, as torch).
+    :math:`\pm\lambda`, as torch; 1 at NaN, as torch).
 
     Args:
       x: float array.
@@ -507,7 +541,8 @@ def softshrink(x: jax.Array, lambd: float = 0.5) -> jax.Array:
       Array([-1.5,  0. ,  1.5], dtype=float32)
     """
     _checks.check_real(lambd, "lambd", low=0.0, array_ok=True)
-    return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, x * 0))
+    dead = (x >= -lambd) & (x <= lambd)
+    return jnp.where(dead, x * 0, jnp.where(x > lambd, x - lambd, x + lambd))
 
 
 @_elementwise
@@ -550,59 +585,145 @@ def threshold(x: jax.Array, threshold: float, value: float) -> jax.Array:
     return jnp.where(x <= threshold, value, x)
 
 
-@_elementwise
-def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
-    r"""Softmax, ``F.softmax(x, dim=axis)``: :math:`e^{x_i} / \sum_j e^{x_j}` along ``axis``.
+def _softmax_input(x: Any, dtype: Any) -> jax.Array:
+    """``x`` for the softmax family: a float array, or with a ``dtype`` also a bool or integer
+    array (torch casts those to ``dtype`` too)."""
+    if dtype is None:
+        return _checks.as_float_array(x, "x")
+    x = _checks.as_array(x, "x")
+    if not any(jnp.issubdtype(x.dtype, kind) for kind in (jnp.bool_, jnp.integer, jnp.floating)):
+        raise TypeError(
+            f"x must be a bool, integer or floating-point array to be cast to dtype, got dtype "
+            f"{x.dtype} with shape {x.shape}; take the real part first if that is what you mean "
+            f"(torch drops the imaginary part with a warning, JAX's cast would drop it silently)"
+        )
+    return x
 
-    Range :math:`[0, 1]`, sums to 1. Shifted by the (constant) maximum, so no overflow.
-    Same as ``jax.nn.softmax``; torch's ``dim`` has no default, ours is ``axis=-1``.
+
+def _cast(x: Any, dtype: Any) -> jax.Array:
+    """``x`` cast to ``dtype`` before the operation, as torch's ``dtype=``; ``None`` keeps it."""
+    x = _softmax_input(x, dtype)
+    if dtype is None:
+        return x
+    try:
+        target = jnp.dtype(dtype)
+    except TypeError:
+        target = None
+    if target is None or not jnp.issubdtype(target, jnp.floating):
+        raise TypeError(
+            f"dtype must be a floating-point dtype such as jnp.float32, or None; got {dtype!r} "
+            f"(torch has no integer or complex softmax either)"
+        )
+    return x.astype(target)
+
+
+def _softmax_axis(x: jax.Array, axis: Any) -> int:
+    """``axis`` as an int in ``[0, ndim)``; a 0-d ``x`` counts as 1-d (axis 0 or -1), as torch."""
+    try:
+        return _checks.normalize_axis(axis, max(x.ndim, 1), "axis")
+    except ValueError:
+        if x.ndim:
+            raise
+        raise ValueError(
+            f"axis={axis} is out of range for a 0-dimensional x, which counts as 1-d as in torch; "
+            f"expected axis=0 or axis=-1"
+        ) from None
+
+
+@_elementwise
+def _along_axis(x: jax.Array, axis: Any, kernel: Callable[..., jax.Array]) -> jax.Array:
+    axis = _softmax_axis(x, axis)
+    return kernel(x.reshape(x.shape or (1,)), axis).reshape(x.shape)
+
+
+def _shifted(x: jax.Array, axis: int) -> jax.Array:
+    # The maximum is a constant shift (no gradient). initial=-inf, the identity of max, lets an
+    # empty axis reduce to an empty result instead of raising.
+    return x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True, initial=-jnp.inf))
+
+
+def _softmax(x: jax.Array, axis: int) -> jax.Array:
+    e = jnp.exp(_shifted(x, axis))
+    return e / jnp.sum(e, axis, keepdims=True)
+
+
+def _log_softmax(x: jax.Array, axis: int) -> jax.Array:
+    shifted = _shifted(x, axis)
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis, keepdims=True))
+
+
+def softmax(x: jax.Array, axis: int = -1, *, dtype: Any = None) -> jax.Array:
+    r"""Softmax, ``F.softmax(x, dim=axis, dtype=dtype)``: :math:`e^{x_i} / \sum_j e^{x_j}`.
+
+    Normalizes along ``axis``. Range :math:`[0, 1]`, sums to 1. Shifted by the (constant)
+    maximum, so no overflow. Same as ``jax.nn.softmax``. A row holding NaN or :math:`+\infty`,
+    or only :math:`-\infty`, gives NaN, as in torch. A 0-d ``x`` counts as 1-d (``axis`` 0 or
+    -1; the result is 1), and an empty ``x`` gives an empty result, as in torch.
+
+    torch's ``dim`` has no default, ours is ``axis=-1``. torch's ``dim=None`` (deprecated; it
+    picks axis 0 or 1 from the rank) is refused: pass the axis.
 
     Args:
-      x: float array.
+      x: float array; with a ``dtype``, a bool or integer array is accepted too. A complex ``x``
+        is refused (``TypeError``): torch casts it, dropping the imaginary part with a warning,
+        but JAX's cast would drop it silently.
       axis: the axis that is normalized.
+      dtype: if given, ``x`` is cast to this floating dtype first and the result has it (torch's
+        ``dtype``; float64 needs ``jax_enable_x64``, as everywhere in JAX).
 
     Example:
       >>> activations.softmax(jnp.array([[0.0, 0.0], [1.0, 1.0]]))
       Array([[0.5, 0.5],
              [0.5, 0.5]], dtype=float32)
+      >>> activations.softmax(jnp.array([0, 0], jnp.int32), dtype=jnp.bfloat16)
+      Array([0.5, 0.5], dtype=bfloat16)
+      >>> activations.softmax(jnp.array(3.0), axis=0)
+      Array(1., dtype=float32)
     """
-    axis = _checks.normalize_axis(axis, x.ndim, "axis")
-    e = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True)))
-    return e / jnp.sum(e, axis, keepdims=True)
+    return _along_axis(_cast(x, dtype), axis, _softmax)
 
 
-@_elementwise
-def log_softmax(x: jax.Array, axis: int = -1) -> jax.Array:
-    r"""Log-softmax, ``F.log_softmax(x, dim=axis)``: :math:`x_i - \log\sum_j e^{x_j}`.
+def log_softmax(x: jax.Array, axis: int = -1, *, dtype: Any = None) -> jax.Array:
+    r"""Log-softmax, ``F.log_softmax(x, dim=axis, dtype=dtype)``: :math:`x_i - \log\sum_j e^{x_j}`.
 
     Range :math:`(-\infty, 0]`. Stable (max-shifted log-sum-exp). Same as ``jax.nn.log_softmax``.
+    NaN, 0-d and empty ``x``, ``axis`` and ``dtype`` as in :func:`softmax` (a 0-d ``x`` gives 0).
 
     Args:
-      x: float array.
+      x: float array; with a ``dtype``, a bool or integer array is accepted too.
       axis: the axis that is normalized.
+      dtype: if given, ``x`` is cast to this floating dtype first and the result has it.
 
     Example:
       >>> activations.log_softmax(jnp.array([0.0, -jnp.inf]))
       Array([  0., -inf], dtype=float32)
     """
-    axis = _checks.normalize_axis(axis, x.ndim, "axis")
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True))
-    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis, keepdims=True))
+    return _along_axis(_cast(x, dtype), axis, _log_softmax)
 
 
-@_elementwise
-def softmin(x: jax.Array, axis: int = -1) -> jax.Array:
-    r"""Softmin, ``F.softmin(x, dim=axis)``: :math:`\mathrm{softmax}(-x)` along ``axis``.
+def softmin(x: jax.Array, axis: int = -1, *, dtype: Any = None) -> jax.Array:
+    r"""Softmin, ``F.softmin(x, dim=axis, dtype=dtype)``: :math:`\mathrm{softmax}(-x)`.
+
+    Normalizes along ``axis``. NaN, 0-d and empty ``x``, ``axis`` and ``dtype`` as in
+    :func:`softmax`; like torch, ``x`` is negated before the cast, so a bool ``x`` is refused
+    (``TypeError``).
 
     Args:
-      x: float array.
+      x: float array; with a ``dtype``, an integer array is accepted too.
       axis: the axis that is normalized.
+      dtype: if given, ``-x`` is cast to this floating dtype first and the result has it.
 
     Example:
       >>> activations.softmin(jnp.array([1.0, 1.0, 1.0, 1.0]))
       Array([0.25, 0.25, 0.25, 0.25], dtype=float32)
     """
-    return softmax(-x, axis)
+    x = _softmax_input(x, dtype)
+    if x.dtype == jnp.bool_:
+        raise TypeError(
+            "x must not be boolean for softmin: it negates x before the cast to dtype, as torch "
+            "does, and a boolean array has no negation; cast it first"
+        )
+    return softmax(-x, axis, dtype=dtype)
 
 
 @_elementwise
@@ -662,7 +783,8 @@ def prelu(x: jax.Array, weight: jax.Array, axis: int = -1) -> jax.Array:
         )
     else:
         weight = jnp.expand_dims(weight, [d for d in range(x.ndim) if d != axis % x.ndim])
-    return jnp.where(x > 0, x, weight.astype(x.dtype) * x)
+    # weight multiplies x only where x <= 0 (or NaN), so +inf puts no inf * 0 into its gradient.
+    return jnp.where(x > 0, x, weight.astype(x.dtype) * jnp.where(x > 0, 0.0, x))
 
 
 @_elementwise
@@ -679,7 +801,8 @@ def rrelu(
     ``leaky_relu(x, (lower + upper) / 2)``. With a ``key`` (torch's ``training=True``) each
     element draws its own :math:`a \sim U(\mathrm{lower}, \mathrm{upper})` from
     ``jax.random.uniform``. Derivative 1 for :math:`x > 0` and :math:`a` for :math:`x \le 0`
-    (torch's convention at 0 in both modes).
+    (torch's convention at 0 in both modes). At NaN the derivative is :math:`a` without a key and
+    1 with one, as torch's two kernels give.
 
     Args:
       x: float array.
@@ -697,10 +820,9 @@ def rrelu(
     if isinstance(lower, float) and isinstance(upper, float) and lower > upper:
         raise ValueError(f"lower must be <= upper, got lower={lower} > upper={upper}")
     if key is None:
-        slope = (lower + upper) / 2
-    else:
-        slope = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
-    return jnp.where(x > 0, x, x * slope)
+        return jnp.where(x > 0, x, x * ((lower + upper) / 2))
+    slope = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    return jnp.where(x <= 0, x * slope, x)
 
 
 NAMES: tuple[str, ...] = tuple(

@@ -147,6 +147,35 @@ def value_and_grad(fn: Callable, x: jax.Array, ct: jax.Array):
     return y, vjp(ct)[0]
 
 
+def torch_reference(case: Case, x: np.ndarray, ct: np.ndarray, dtype=torch.float32):
+    """torch's value and gradient; an element-wise function is applied to each element alone.
+
+    For NaN input torch's SIMD loop (all but the tail of a tensor of 8+ float64 or 16+ float32)
+    and its scalar loop disagree in some gradients (relu6, hardtanh, elu, ...); jaxfund gives the
+    scalar loop's answer at every position, which is torch's answer for a 0-d tensor. The softmax
+    family and glu give the same answer at every position, so they see the whole array.
+    """
+    if case not in ELEMENTWISE:
+        return torch_value_and_grad(case, x, ct, dtype)
+    pairs = [torch_value_and_grad(case, xi, ci, dtype) for xi, ci in zip(x.flat, ct.flat)]
+    return tuple(np.reshape([p[i] for p in pairs], x.shape) for i in (0, 1))
+
+
+# Rows for the softmax family along axis -1: NaN with +inf; -inf among finite values (a finite
+# result); only specials; +inf twice; -inf twice; only -inf. Columns (axis 0) mix them too.
+SPECIAL = np.array([
+    [np.nan, 1.5, np.inf, -2.0],
+    [-np.inf, 0.5, 0.0, 3.0],
+    [np.nan, np.inf, -np.inf, 0.0],
+    [np.inf, np.inf, 1.0, 2.0],
+    [-np.inf, -np.inf, 1.0, 2.0],
+    [-np.inf, -np.inf, -np.inf, -np.inf],
+])
+
+# An empty 1-d array, an empty batch, empty trailing axes (the last one normalized or halved).
+EMPTY_SHAPES = {"empty": (0,), "empty_batch": (0, 4), "empty_axes": (5, 0, 0)}
+
+
 def cotangent(case: Case, x: np.ndarray) -> np.ndarray:
     shape = jax.eval_shape(case, jnp.asarray(x, jnp.float32)).shape
     return np.random.default_rng(1).standard_normal(shape).astype(x.dtype)
@@ -177,6 +206,68 @@ class TorchParityTest(parameterized.TestCase):
         if dtype == "float64":
             tol = dict(tol, rtol=case.f64_grad_rtol)
         np.testing.assert_allclose(g, g_ref, **tol)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(_params(CASES, "float32", "float64"))
+    def test_nan_and_inf_match_torch(self, case_id, dtype):
+        """NaN, +-inf and ordinary values mixed: the NaN/inf pattern of the value and gradient and
+        their finite values are torch's (assert_allclose matches NaN and inf positions exactly)."""
+        case = CASE_BY_ID[case_id]
+        x = SPECIAL.astype(dtype)
+        ct = cotangent(case, x)
+        y_ref, g_ref = torch_reference(case, x, ct, getattr(torch, dtype))
+        with jax.enable_x64(dtype == "float64"):
+            y, g = self.variant(functools.partial(value_and_grad, case))(x, ct)
+            y, g = np.asarray(y, np.float64), np.asarray(g, np.float64)
+        tol = TOL[dtype]
+        np.testing.assert_allclose(y, y_ref, **tol)
+        if dtype == "float64":
+            tol = dict(tol, rtol=case.f64_grad_rtol)
+        np.testing.assert_allclose(g, g_ref, **tol)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(_params(CASES, "float32", "float64"))
+    def test_scalar_input_matches_torch(self, case_id, dtype):
+        """A 0-d x (the softmax family counts it as 1-d, as torch), ordinary and special values;
+        glu refuses it, as torch does."""
+        case = CASE_BY_ID[case_id]
+        xs = np.array([-0.7, 2.5, np.nan, np.inf, -np.inf], dtype)
+        fn = self.variant(functools.partial(value_and_grad, case))
+        try:
+            refs = [torch_value_and_grad(case, x, np.ones((), dtype), getattr(torch, dtype))
+                    for x in xs]
+        except RuntimeError:  # torch refuses it: so do we, at trace time
+            with pytest.raises(ValueError, match="axis"):
+                fn(xs[0], np.ones((), dtype))
+            return
+        with jax.enable_x64(dtype == "float64"):
+            ours = [fn(x, np.ones((), dtype)) for x in xs]
+            self.assertEqual({(y.shape, y.dtype, g.shape, g.dtype) for y, g in ours},
+                             {((), np.dtype(dtype), (), np.dtype(dtype))})
+        tol = dict(TOL[dtype], rtol=case.f64_grad_rtol) if dtype == "float64" else TOL[dtype]
+        np.testing.assert_allclose(np.array(ours, np.float64), np.array(refs), **tol)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        dict(testcase_name=f"{c.id}_{shape_id}_{d}", case_id=c.id, shape=shape, dtype=d)
+        for c in CASES for shape_id, shape in EMPTY_SHAPES.items() for d in ("float32", "float64"))
+    def test_zero_size_input_matches_torch(self, case_id, shape, dtype):
+        """An empty batch or an empty axis gives torch's (empty) shapes, or the same refusal."""
+        case = CASE_BY_ID[case_id]
+        x = np.zeros(shape, dtype)
+        fn = self.variant(functools.partial(value_and_grad, case))
+        t = torch.zeros(shape, dtype=getattr(torch, dtype), requires_grad=True)
+        try:
+            y_ref = case.torch_fn(t)
+        except RuntimeError:  # torch refuses it (glu halving an odd axis): so do we
+            with pytest.raises(ValueError, match="odd"):
+                fn(x, x)
+            return
+        y_ref.backward(torch.zeros_like(y_ref))
+        with jax.enable_x64(dtype == "float64"):
+            y, g = fn(x, np.zeros(tuple(y_ref.shape), dtype))
+        self.assertEqual((y.shape, y.dtype), (tuple(y_ref.shape), dtype))
+        self.assertEqual((g.shape, g.dtype), (shape, dtype))
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.smooth], ids=lambda c: c.id)
@@ -232,6 +323,30 @@ def test_documented_differences():
         assert jax.grad(jax.nn.hard_sigmoid)(jnp.array(0.5)) == 1 / 6
     # softplus(beta=0): torch returns inf everywhere; we raise.
     assert torch.isinf(F.softplus(torch.zeros(1), beta=0.0)).all()
+    # softmax(dim=None): torch warns and picks the axis from the rank (1 for 2-d); we refuse None.
+    with pytest.warns(UserWarning, match="Implicit dimension choice"):
+        F.softmax(torch.ones(2, 3), dim=None)
+    with pytest.raises(TypeError, match="axis must be an int"):
+        A.softmax(jnp.ones((2, 3)), axis=None)
+    # softmax of a complex x with a dtype: torch drops the imaginary part (with a warning); we
+    # refuse, as JAX's cast would drop it silently.
+    with pytest.warns(UserWarning, match="discards the imaginary part"):
+        F.softmax(torch.ones(2, dtype=torch.complex64), 0, dtype=torch.float32)
+    with pytest.raises(TypeError, match="x must be a bool, integer or floating-point array"):
+        A.softmax(jnp.ones(2, jnp.complex64), dtype=jnp.float32)
+    # NaN input: torch's SIMD loop (all 64 float32 elements here) and its scalar loop (a 0-d
+    # tensor, or the tail of a long one) disagree; ours is the scalar loop's at every position.
+    for fn, torch_fn, simd in ((A.hardtanh, F.hardtanh, 0.0), (A.elu, F.elu, np.nan)):
+        long, scalar = (torch.full(shape, np.nan, requires_grad=True) for shape in ((64,), ()))
+        torch_fn(long).sum().backward()
+        torch_fn(scalar).backward()
+        np.testing.assert_array_equal(long.grad.numpy(), simd)
+        assert scalar.grad.item() == 1.0
+        np.testing.assert_array_equal(jax.grad(lambda x: fn(x).sum())(jnp.full(64, np.nan)), 1.0)
+    # gelu(+inf) in float32: torch's SIMD loop gives NaN, its scalar loop (and float64) inf, as we.
+    assert torch.isnan(F.gelu(torch.full((64,), np.inf))).all()
+    assert F.gelu(torch.tensor(np.inf)).item() == np.inf
+    np.testing.assert_array_equal(A.gelu(jnp.full(64, np.inf)), np.inf)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -272,18 +387,71 @@ def test_extreme_inputs(case, dtype):
         np.testing.assert_allclose(ours[finite], ref[finite], rtol=rtol, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ELEMENTWISE, ids=lambda c: c.id)
-def test_nan_propagates(case):
-    y = case(jnp.array([np.nan, 1.0], jnp.float32))
-    assert np.isnan(y[0]) and not np.isnan(y[1])
+SOFTMAX_FAMILY = {"softmax": (A.softmax, F.softmax), "log_softmax": (A.log_softmax, F.log_softmax),
+                  "softmin": (A.softmin, F.softmin)}
+# (x's dtype, dtype=): wider, narrower, low precision both ways, integer and bool input.
+DTYPE_ROWS = [("float32", "float64"), ("float64", "float32"), ("float32", "bfloat16"),
+              ("float32", "float16"), ("bfloat16", "float32"), ("float16", "float64"),
+              ("float64", "float64"), ("int32", "float32"), ("int64", "float64"),
+              ("bool", "float32")]
 
 
+def _tolerance(*dtypes):
+    """TOL for float32/float64, 2 ulps of the least precise of ``dtypes`` below float32."""
+    eps = max(float(jnp.finfo(d).eps) for d in dtypes if jnp.issubdtype(d, jnp.floating))
+    return TOL["float64"] if eps < 1e-15 else TOL["float32"] if eps < 1e-6 else dict(
+        rtol=2 * eps, atol=eps)
+
+
+class SoftmaxDtypeTest(parameterized.TestCase):
+    """torch's ``dtype=``: x cast to dtype before the operation; the result has dtype, the
+    gradient x's dtype."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        dict(testcase_name=f"{name}_{x_dtype}_to_{dtype}", name=name, x_dtype=x_dtype, dtype=dtype)
+        for name in SOFTMAX_FAMILY for x_dtype, dtype in DTYPE_ROWS)
+    def test_dtype_matches_torch(self, name, x_dtype, dtype):
+        fn, torch_fn = SOFTMAX_FAMILY[name]
+        rng = np.random.default_rng(3)
+        base, ct = rng.standard_normal((3, 5)) * 4, torch.tensor(rng.standard_normal((3, 5)))
+        differentiable = jnp.issubdtype(x_dtype, jnp.floating)
+        t = torch.tensor(base > 0 if x_dtype == "bool" else base).to(getattr(torch, x_dtype))
+        ct = ct.to(getattr(torch, dtype))
+        ours = self.variant(lambda x: fn(x, axis=-1, dtype=jnp.dtype(dtype)))
+        try:
+            y_ref = torch_fn(t.requires_grad_(differentiable), -1, dtype=getattr(torch, dtype))
+        except RuntimeError:  # torch refuses it (softmin negates a bool x): so do we
+            with pytest.raises(TypeError, match="x must not be boolean"):
+                ours(t.numpy())
+            return
+        with jax.enable_x64("64" in x_dtype + dtype):
+            # exact copies of torch's input and cotangent (via float64, which holds every value)
+            x = jnp.asarray(t.detach().double().numpy()).astype(x_dtype)
+            if differentiable:
+                y_ref.backward(ct)
+                y, vjp = jax.vjp(ours, x)
+                g = vjp(jnp.asarray(ct.double().numpy()).astype(dtype))[0]
+                self.assertEqual(g.dtype, x_dtype)
+                np.testing.assert_allclose(np.asarray(g, np.float64), t.grad.double().numpy(),
+                                           **_tolerance(x_dtype, dtype))
+            else:
+                y = ours(x)
+            self.assertEqual(y.dtype, dtype)
+        np.testing.assert_allclose(np.asarray(y, np.float64), y_ref.detach().double().numpy(),
+                                   **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("nonfinite", [False, True], ids=["finite", "nonfinite"])
 @pytest.mark.parametrize("axis", [-1, 0, 1])
-def test_prelu_per_channel_matches_torch(axis):
-    """Channels on ``axis`` (default last); torch's channel axis 1 is moved accordingly."""
+def test_prelu_per_channel_matches_torch(axis, nonfinite):
+    """Channels on ``axis`` (default last); torch's channel axis 1 is moved accordingly. NaN and
+    +-inf in x: the weight's gradient is NaN for a channel holding NaN or -inf, as in torch."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     x[0, 0, 0] = 0.0
+    if nonfinite:
+        x[1, 1, 1], x[2, 2, 2], x[0, 3, 4] = np.nan, np.inf, -np.inf
     w = rng.uniform(-0.5, 0.5, x.shape[axis]).astype(np.float32)
     ct = rng.standard_normal(x.shape).astype(np.float32)
     xt = torch.tensor(np.moveaxis(x, axis, 1), requires_grad=True)
@@ -323,6 +491,10 @@ def test_rrelu_training_mode():
     assert lower <= t.grad.item() <= upper
     assert lower <= jax.grad(lambda x: A.rrelu(x, lower, upper, key=k1))(0.0) <= upper
     assert A.rrelu(-pos.astype(jnp.bfloat16), key=k1).dtype == jnp.bfloat16
+    # at NaN torch's training kernel takes the x > 0 branch (gradient 1; eval mode: the slope)
+    t = torch.tensor([np.nan], requires_grad=True)
+    F.rrelu(t, lower, upper, training=True).sum().backward()
+    assert t.grad.item() == 1.0 == jax.grad(lambda x: A.rrelu(x, lower, upper, key=k1))(jnp.nan)
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -404,6 +576,18 @@ def test_bad_axis_raises(fn):
     (lambda: A.threshold(jnp.ones(2), 1.0, None), TypeError, "value must be a real"),
     (lambda: A.rrelu(jnp.ones(2), upper=[0.3]), TypeError, "upper must be a real"),
     (lambda: A.leaky_relu(jnp.ones(2), jnp.array([True])), TypeError, "negative_slope"),
+    (lambda: A.softmax(jnp.ones(2), dtype=jnp.int32), TypeError, "dtype must be a floating"),
+    (lambda: A.log_softmax(jnp.ones(2), dtype=jnp.complex64), TypeError, "dtype must be a float"),
+    (lambda: A.softmin(jnp.ones(2), dtype="float3"), TypeError, "dtype must be a floating"),
+    (lambda: A.softmin(jnp.array([True]), dtype=jnp.float32), TypeError, "x must not be boolean"),
+    (lambda: A.softmax(jnp.ones(2, jnp.complex64), dtype=jnp.float32), TypeError,
+     "x must be a bool, integer or floating-point array"),
+    (lambda: A.softmax(jnp.ones(2), axis=None), TypeError, "axis must be an int"),
+    (lambda: A.softmax(jnp.array(1.0), axis=1), ValueError,
+     "axis=1 is out of range for a 0-dimensional x"),
+    (lambda: jax.jit(A.log_softmax, static_argnums=1)(jnp.array(1.0), -2), ValueError,
+     "axis=-2 is out of range for a 0-dimensional x"),
+    (lambda: A.glu(jnp.array(1.0)), ValueError, "axis=-1 is invalid for a 0-dimensional array"),
 ])
 def test_bad_arguments_raise(call, error, match):
     with pytest.raises(error, match=match):
@@ -425,8 +609,16 @@ def test_torch_rejects_what_we_reject():
     for call in (lambda: F.softshrink(torch.ones(2), -0.1),
                  lambda: F.rrelu(torch.ones(2), 0.5, 0.1),
                  lambda: F.gelu(torch.ones(2), approximate="exact"),
-                 lambda: F.celu(torch.ones(2), 0.0)):
+                 lambda: F.celu(torch.ones(2), 0.0),
+                 lambda: F.softmax(torch.ones(2), 0, dtype=torch.int32),
+                 lambda: F.log_softmax(torch.ones(2), 0, dtype=torch.complex64),
+                 lambda: F.softmin(torch.tensor([True]), 0, dtype=torch.float32),
+                 lambda: F.glu(torch.tensor(1.0))):
         with pytest.raises(RuntimeError):
+            call()
+    for call in (lambda: F.softmax(torch.tensor(1.0), 1),
+                 lambda: F.log_softmax(torch.tensor(1.0), -2)):
+        with pytest.raises(IndexError, match="Dimension out of range"):
             call()
     # a negative lambd is fine for hardshrink (identity), in torch and here
     x = np.array([-1.0, 0.0, 1.0], np.float32)
