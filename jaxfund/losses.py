@@ -21,6 +21,7 @@ Examples assume ``import jax.numpy as jnp`` and ``from jaxfund import losses``.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -96,6 +97,36 @@ def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str, name_b: str) -> N
         )
 
 
+def _broadcast_shapes(**arrays: Any) -> tuple[int, ...]:
+    """The shape the named arrays (or shapes) broadcast to (NumPy rules, as torch); ``ValueError``
+    naming them otherwise."""
+    shapes = {k: tuple(getattr(a, "shape", a)) for k, a in arrays.items()}
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        seen = ", ".join(f"{k}.shape={v}" for k, v in shapes.items())
+        raise ValueError(f"{', '.join(arrays)} must broadcast together, got {seen}") from None
+
+
+def _check_same_ndim(**arrays: jax.Array) -> None:
+    """torch's rule for the margin-ranking and triplet losses: one rank, shapes broadcast."""
+    if len({a.ndim for a in arrays.values()}) > 1:
+        seen = ", ".join(f"{k}.shape={a.shape}" for k, a in arrays.items())
+        raise ValueError(f"{', '.join(arrays)} must have the same number of dimensions, got {seen}")
+    _broadcast_shapes(**arrays)
+
+
+def _promoted(x: Any, name: str, like: jax.Array, *, boolean: bool = True) -> jax.Array:
+    """``x`` cast to ``like``'s float dtype, as torch promotes a target, a second input or a weight
+    of a float, integer or (``boolean``) bool dtype; other dtypes are a ``TypeError``."""
+    x = _checks.as_array(x, name)
+    kinds = (jnp.floating, jnp.integer, *((jnp.bool_,) if boolean else ()))
+    if not any(jnp.issubdtype(x.dtype, k) for k in kinds):
+        allowed = "floating-point, integer" + (" or bool" if boolean else "")
+        raise TypeError(f"{name} must have a {allowed} dtype, got {x.dtype} with shape {x.shape}")
+    return x.astype(like.dtype)
+
+
 def _check_broadcast(w: jax.Array, shape: tuple[int, ...], name: str, to: str) -> None:
     try:
         out = np.broadcast_shapes(w.shape, shape)
@@ -157,13 +188,39 @@ def _abs(x: jax.Array) -> jax.Array:
     return x * jnp.sign(x)
 
 
+def _torch_sign(x: jax.Array) -> jax.Array:
+    """torch's ``sign``/``sgn`` of a real array: ``(x > 0) - (x < 0)``, so 0 at NaN."""
+    return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
+
+
+@jax.custom_jvp
+def _l1(x: jax.Array) -> jax.Array:
+    """``|x|`` as torch's ``l1_loss``: its derivative is torch's ``sign``, 0 at 0 and at NaN."""
+    return jnp.abs(x)
+
+
+@_l1.defjvp
+def _l1_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _l1(x), _torch_sign(x) * dx
+
+
+@jax.custom_jvp
 def _clamp_min0(x: jax.Array) -> jax.Array:
-    """``max(x, 0)`` with torch ``clamp_min``'s derivative: 1 at ``x == 0``."""
-    return jnp.where(x >= 0, x, jnp.zeros_like(x))
+    """``max(x, 0)`` as torch's ``clamp_min``: NaN stays NaN; derivative 1 where ``x >= 0`` (so at
+    0), 0 below and at NaN."""
+    return jnp.where(x < 0, jnp.zeros_like(x), x)
+
+
+@_clamp_min0.defjvp
+def _clamp_min0_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _clamp_min0(x), jnp.where(x >= 0, dx, jnp.zeros_like(dx))
 
 
 def _hinge(x: jax.Array) -> jax.Array:
-    """``max(x, 0)`` with derivative 0 at ``x == 0`` (torch's margin kernels test ``x > 0``)."""
+    """``max(x, 0)`` with derivative 0 at ``x == 0`` (torch's margin kernels test ``x > 0``, so a
+    NaN term is dropped, as there)."""
     return jnp.where(x > 0, x, jnp.zeros_like(x))
 
 
@@ -177,7 +234,7 @@ def _pointwise_weighted(
     """Torch 2.13's optional element ``weight`` for mse/l1/huber (same shape as ``input``)."""
     if weight is None:
         return _reduce(loss, reduction)
-    w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+    w = _promoted(weight, "weight", input, boolean=False)
     _check_same_shape(input, w, "input", "weight")
     loss = loss * w
     if normalize:
@@ -185,16 +242,37 @@ def _pointwise_weighted(
     return _reduce(loss, reduction)
 
 
-def _same_shape_float_args(
-    input: Any, target: Any, reduction: str
+def _input_and_target(
+    input: Any,
+    target: Any,
+    reduction: str,
+    *,
+    integer: bool = False,
+    boolean: bool = False,
+    broadcast: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
-    """Checks two float arrays of one shape (``target`` cast to ``input``'s dtype) and
-    ``reduction``."""
+    """Checks a float ``input``, its ``target`` (cast to ``input``'s dtype) and ``reduction``.
+
+    As torch, per loss: ``integer``/``boolean`` targets are promoted instead of refused, and with
+    ``broadcast`` the two broadcast together instead of having one shape.
+    """
     input = _checks.as_float_array(input, "input")
-    target = _checks.as_float_array(target, "target").astype(input.dtype)
-    _check_same_shape(input, target, "input", "target")
+    if integer:
+        target = _promoted(target, "target", input, boolean=boolean)
+    else:
+        target = _checks.as_float_array(target, "target").astype(input.dtype)
+    if broadcast:
+        _broadcast_shapes(input=input, target=target)
+    else:
+        _check_same_shape(input, target, "input", "target")
     _check_reduction(reduction)
     return input, target
+
+
+def _where_small(d: jax.Array, bound: Any, diff: jax.Array) -> jax.Array:
+    """``diff`` where ``d < bound``, else 0: the quadratic branch of huber/smooth L1 must not see
+    an infinite ``diff``, whose zero-weighted gradient would be NaN (torch's is ``±bound``)."""
+    return jnp.where(d < bound, diff, jnp.zeros_like(diff))
 
 
 def mse_loss(
@@ -203,7 +281,11 @@ def mse_loss(
     """Mean squared error ``l = w·(x - y)²`` (``torch.nn.functional.mse_loss``).
 
     Args:
-      input, target: float arrays of the same shape.
+      input, target: float arrays of the same shape; an integer or bool ``target`` is promoted
+        to ``input``'s dtype (torch). Unlike torch, which warns and broadcasts a target of
+        another shape, that is a ``ValueError`` here (deliberate): ``(N, 1)`` predictions
+        against ``(N,)`` targets would silently give an ``(N, N)`` loss. The same holds for
+        :func:`l1_loss`, :func:`huber_loss` and :func:`smooth_l1_loss`.
       reduction: ``"mean"`` (``Σ w·l / Σ w``; the plain mean when ``weight`` is None),
         ``"sum"`` or ``"none"``.
       weight: optional per-element weight of ``input``'s shape (torch 2.13's ``weight``).
@@ -215,7 +297,7 @@ def mse_loss(
       >>> losses.mse_loss(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))
       Array(2., dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction, integer=True, boolean=True)
     return _pointwise_weighted(jnp.square(input - target), weight, input, reduction, True)
 
 
@@ -224,15 +306,16 @@ def l1_loss(
 ) -> jax.Array:
     """Mean absolute error ``l = w·|x - y|`` (``torch.nn.functional.l1_loss``).
 
-    The derivative at ``x == y`` is 0 (torch's ``sign``). ``"mean"`` is ``Σ w·l / Σ w``
-    (plain mean without ``weight``). optax has no L1 loss.
+    The derivative at ``x == y`` is 0 (torch's ``sign``, also 0 at NaN). ``"mean"`` is
+    ``Σ w·l / Σ w`` (plain mean without ``weight``). An integer target is promoted; shapes must
+    match (see :func:`mse_loss`). optax has no L1 loss.
 
     Example:
       >>> losses.l1_loss(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]))
       Array(1., dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
-    return _pointwise_weighted(_abs(input - target), weight, input, reduction, True)
+    input, target = _input_and_target(input, target, reduction, integer=True)
+    return _pointwise_weighted(_l1(input - target), weight, input, reduction, True)
 
 
 def huber_loss(
@@ -252,10 +335,11 @@ def huber_loss(
       >>> losses.huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none")
       Array([0.125, 2.5  ], dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction, integer=True, boolean=True)
     _checks.check_real(delta, "delta", low=0.0, low_open=True, array_ok=True)
     d = _abs(input - target)
-    loss = jnp.where(d < delta, 0.5 * jnp.square(input - target), delta * (d - 0.5 * delta))
+    quadratic = _where_small(d, delta, input - target)
+    loss = jnp.where(d < delta, 0.5 * jnp.square(quadratic), delta * (d - 0.5 * delta))
     return _pointwise_weighted(loss, weight, input, reduction, False)
 
 
@@ -271,12 +355,13 @@ def smooth_l1_loss(
       >>> losses.smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none")
       Array([0.125, 2.5  ], dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction, integer=True, boolean=True)
     beta = _checks.check_real(beta, "beta", low=0.0)
-    d = _abs(input - target)
     if beta == 0:
-        return _reduce(d, reduction)
-    loss = jnp.where(d < beta, 0.5 * jnp.square(input - target) / beta, d - 0.5 * beta)
+        return _reduce(_l1(input - target), reduction)
+    d = _abs(input - target)
+    quadratic = _where_small(d, beta, input - target)
+    loss = jnp.where(d < beta, 0.5 * jnp.square(quadratic) / beta, d - 0.5 * beta)
     return _reduce(loss, reduction)
 
 
@@ -291,24 +376,27 @@ def poisson_nll_loss(
     """Poisson negative log-likelihood (``torch.nn.functional.poisson_nll_loss``).
 
     ``l = exp(x) - y·x`` when ``log_input`` (``x`` is the log-rate), else ``x - y·log(x + eps)``.
-    ``full`` adds Stirling's term ``y·log y - y + 0.5·log(2πy)`` where ``y > 1`` (0 elsewhere).
-    ``"mean"`` averages over all elements.
+    ``full`` adds Stirling's term ``y·log y - y + 0.5·log(2πy)`` except where ``y <= 1`` (so a NaN
+    target gives NaN, as torch). ``input`` and ``target`` broadcast together; an integer or bool
+    target is promoted to ``input``'s dtype. ``"mean"`` averages over all (broadcast) elements.
 
     Example:
       >>> losses.poisson_nll_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 3.0]))
       Array(1., dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(
+        input, target, reduction, integer=True, boolean=True, broadcast=True
+    )
     _checks.check_real(eps, "eps", low=0.0, array_ok=True)
     if log_input:
         loss = jnp.exp(input) - target * input
     else:
         loss = input - target * jnp.log(input + eps)
     if full:
-        big = target > 1
-        safe = jnp.where(big, target, jnp.ones_like(target))
+        small = target <= 1
+        safe = jnp.where(small, jnp.ones_like(target), target)
         stirling = safe * jnp.log(safe) - safe + 0.5 * jnp.log(2 * math.pi * safe)
-        loss = loss + jnp.where(big, stirling, jnp.zeros_like(stirling))
+        loss = loss + jnp.where(small, jnp.zeros_like(stirling), stirling)
     return _reduce(loss, reduction)
 
 
@@ -323,16 +411,18 @@ def gaussian_nll_loss(
     """Gaussian negative log-likelihood (``torch.nn.functional.gaussian_nll_loss``).
 
     ``l = 0.5·(log v + (x - y)²/v)`` (+ ``0.5·log 2π`` when ``full``), ``v = max(var, eps)``.
-    As in torch the clamp is invisible to the gradient (straight-through). ``var`` is a float,
-    an array of ``input``'s shape, of ``input.shape[:-1]`` (one fewer dim, homoscedastic over
-    the last axis), or of ``input``'s rank with exactly one dimension equal to 1. Negative
-    ``var`` raises when concrete. ``"mean"`` averages over all elements.
+    As in torch the clamp is invisible to the gradient (straight-through) and NaN stays NaN.
+    ``target`` (float, or integer promoted to ``input``'s dtype) broadcasts with ``input``, e.g.
+    ``(N, 1)`` or ``(D,)`` against ``(N, D)``. ``var`` is a float, an array of ``input``'s shape, of
+    ``input.shape[:-1]`` (one fewer dim, homoscedastic over the last axis), or of ``input``'s rank
+    where the dimensions that differ from ``input``'s are one dimension of size 1 (torch's rule).
+    Negative ``var`` raises when concrete. ``"mean"`` averages over all (broadcast) elements.
 
     Example:
       >>> losses.gaussian_nll_loss(jnp.array([1.0, 3.0]), jnp.array([1.0, 1.0]), 1.0)
       Array(1., dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction, integer=True, broadcast=True)
     if isinstance(var, numbers.Real):
         var = jnp.full_like(input, _checks.check_real(var, "var", low=0.0))
     var = _checks.as_float_array(var, "var").astype(input.dtype)
@@ -341,22 +431,34 @@ def gaussian_nll_loss(
             var = var[..., None]
         elif not (
             var.ndim == input.ndim
-            and sum(v != x for v, x in zip(var.shape, input.shape)) == 1
             and sum(v for v, x in zip(var.shape, input.shape) if v != x) == 1
         ):
             raise ValueError(
                 f"var has shape {var.shape}; expected input.shape={input.shape}, "
                 f"input.shape[:-1]={input.shape[:-1]}, or input's shape with one dimension 1"
             )
+    _broadcast_shapes(input=input, target=target, var=var)
     values = _concrete(var)
     if values is not None and (values < 0).any():
         raise ValueError("var has negative entries")
     _checks.check_real(eps, "eps", low=0.0, array_ok=True)
-    v = var + jax.lax.stop_gradient(jnp.maximum(var, eps) - var)
+    v = _clamp_straight_through(var, eps)
     loss = 0.5 * (jnp.log(v) + jnp.square(input - target) / v)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return _reduce(loss, reduction)
+
+
+@jax.custom_jvp
+def _clamp_straight_through(x: jax.Array, low: Any) -> jax.Array:
+    """``max(x, low)`` (NaN stays NaN) whose derivative in ``x`` is 1: torch clamps ``var`` in
+    place under ``no_grad``."""
+    return jnp.maximum(x, low)
+
+
+@_clamp_straight_through.defjvp
+def _clamp_straight_through_jvp(primals, tangents):
+    return _clamp_straight_through(*primals), tangents[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,10 +512,10 @@ def binary_cross_entropy(
       >>> round(float(losses.binary_cross_entropy(jnp.array([0.5]), jnp.array([1.0]))), 4)
       0.6931
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction)
     loss = _bce(input, target)
     if weight is not None:
-        w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+        w = _promoted(weight, "weight", input, boolean=False)
         _check_broadcast(w, input.shape, "weight", "input")
         loss = loss * w
     return _reduce(loss, reduction)
@@ -441,16 +543,16 @@ def binary_cross_entropy_with_logits(
       >>> losses.binary_cross_entropy_with_logits(jnp.array([100.0]), jnp.array([0.0]))
       Array(100., dtype=float32)
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction)
     log_sig = jax.nn.log_sigmoid(input)
     if pos_weight is None:
         loss = (1 - target) * input - log_sig
     else:
-        pw = _checks.as_float_array(pos_weight, "pos_weight").astype(input.dtype)
+        pw = _promoted(pos_weight, "pos_weight", input, boolean=False)
         _check_broadcast(pw, input.shape, "pos_weight", "input")
         loss = (1 - target) * input - (1 + (pw - 1) * target) * log_sig
     if weight is not None:
-        w = _checks.as_float_array(weight, "weight").astype(input.dtype)
+        w = _promoted(weight, "weight", input, boolean=False)
         _check_broadcast(w, input.shape, "weight", "input")
         loss = loss * w
     return _reduce(loss, reduction)
@@ -460,13 +562,18 @@ def soft_margin_loss(input: jax.Array, target: jax.Array, reduction: str = "mean
     """Two-class logistic loss ``l = log(1 + exp(-y·x))`` (``F.soft_margin_loss``), y ∈ {-1, 1}.
 
     Computed as ``softplus(-y·x)``: finite for any finite x, where torch's ``log1p(exp(·))``
-    overflows to ``inf`` once ``-y·x`` exceeds ~88 (f32) or ~709 (f64).
+    overflows to ``inf`` once ``-y·x`` exceeds ~88 (f32) or ~709 (f64); for the same reason the
+    gradient at ``-y·x = +inf`` is its limit ``-y`` where torch's is NaN. ``target`` (float,
+    integer or bool, promoted to ``input``'s dtype) broadcasts to ``input``'s shape.
 
     Example:
       >>> round(float(losses.soft_margin_loss(jnp.array([0.0, 100.0]), jnp.array([1.0, 1.0]))), 4)
       0.3466
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input = _checks.as_float_array(input, "input")
+    target = _promoted(target, "target", input)
+    _check_broadcast(target, input.shape, "target", "input")
+    _check_reduction(reduction)
     return _reduce(jax.nn.softplus(-target * input), reduction)
 
 
@@ -479,23 +586,24 @@ def multilabel_soft_margin_loss(
     """Multi-label one-versus-all logistic loss (``F.multilabel_soft_margin_loss``).
 
     ``l_n = -(1/C)·Σ_c w_c·(y_c·log σ(x_c) + (1 - y_c)·log σ(-x_c))`` over the last axis (C
-    classes), with 0/1 (or soft) targets. ``weight`` broadcasts to ``input``. ``"mean"``
-    averages ``l_n`` over the remaining (batch) elements.
+    classes), with 0/1 (or soft) targets; an integer target is promoted to ``input``'s dtype.
+    ``input``, ``target`` and ``weight`` broadcast together (the sum is over ``input``'s last
+    axis, as torch). ``"mean"`` averages ``l_n`` over the remaining (batch) elements.
 
     Example:
       >>> loss = losses.multilabel_soft_margin_loss(jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]]))
       >>> round(float(loss), 4)
       0.6931
     """
-    input, target = _same_shape_float_args(input, target, reduction)
+    input, target = _input_and_target(input, target, reduction, integer=True, broadcast=True)
     if input.ndim == 0:
         raise ValueError("input must have a class axis (at least 1 dimension), got a scalar")
     loss = -(target * jax.nn.log_sigmoid(input) + (1 - target) * jax.nn.log_sigmoid(-input))
     if weight is not None:
-        w = _checks.as_float_array(weight, "weight").astype(input.dtype)
-        _check_broadcast(w, input.shape, "weight", "input")
+        w = _promoted(weight, "weight", input, boolean=False)
+        _broadcast_shapes(input=input, target=target, weight=w)
         loss = loss * w
-    return _reduce(jnp.sum(loss, axis=-1) / input.shape[-1], reduction)
+    return _reduce(jnp.sum(loss, axis=input.ndim - 1) / input.shape[-1], reduction)
 
 
 def sigmoid_focal_loss(
@@ -519,7 +627,7 @@ def sigmoid_focal_loss(
       >>> round(float(loss[0]), 4)
       0.1733
     """
-    inputs, targets = _same_shape_float_args(inputs, targets, reduction)
+    inputs, targets = _input_and_target(inputs, targets, reduction)
     _checks.check_real(gamma, "gamma", low=0.0, array_ok=True)
     alpha = _checks.check_real(alpha, "alpha")
     p = jax.nn.sigmoid(inputs)
@@ -573,6 +681,14 @@ def _nll_from_logp(
             f"got {target.shape}"
         )
     target = _index_target(target)
+    if num_classes == 0:
+        if target.size:
+            raise ValueError(
+                f"input has no classes (a class axis of size 0), so no label in target "
+                f"(shape {target.shape}) is valid"
+            )
+        empty = jnp.zeros(target.shape, logp.dtype)
+        return _weighted_mean(empty, empty, reduction)
     ok = _check_labels(target, num_classes, ignore_index)
     keep = target != ignore_index
     in_range = ok & keep
@@ -636,11 +752,6 @@ def cross_entropy(
     ignore_index = _checks.check_int(ignore_index, "ignore_index")
     logits = _class_last(input, axis)
     logp = jax.nn.log_softmax(logits, axis=-1)
-    # The index-target path picks ``logp[target]`` with log_softmax's own ops,
-    # ``(logits[target] - max) - lse``: it gathers from ``logits`` and never materialises
-    # ``logp``, one pass fewer over the (N, C) array forward and backward (same values).
-    row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    lse = jnp.log(jnp.sum(jnp.exp(logits - row_max), axis=-1, keepdims=True))
     num_classes = logits.shape[-1]
     weight = _class_weight(weight, num_classes, input)
     target = _checks.as_array(target, "target")
@@ -656,9 +767,17 @@ def cross_entropy(
         if label_smoothing > 0:
             probs = (1 - label_smoothing) * probs + label_smoothing / num_classes
         wlogp = logp if weight is None else logp * weight
-        return _reduce(-jnp.sum(probs * wlogp, axis=-1), reduction)
+        loss = -jnp.sum(probs * wlogp, axis=-1)
+        if reduction == "mean" and num_classes == 0:  # torch divides by input.size / C = 0 / 0
+            return jnp.full((), jnp.nan, loss.dtype)
+        return _reduce(loss, reduction)
     def pick(target: jax.Array, valid: jax.Array) -> jax.Array:
-        return (_pick(logits, target, valid) - row_max[..., 0]) - lse[..., 0]
+        # ``logp[target]`` with log_softmax's own ops, ``(logits[target] - max) - lse``: it
+        # gathers from ``logits`` and never materialises ``logp``, one pass fewer over the (N, C)
+        # array forward and backward (same values).
+        row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1))
+        lse = jnp.log(jnp.sum(jnp.exp(logits - row_max[..., None]), axis=-1))
+        return (_pick(logits, target, valid) - row_max) - lse
 
     return _nll_from_logp(logp, target, weight, ignore_index, reduction, label_smoothing, pick)
 
@@ -691,11 +810,15 @@ def nll_loss(
     return _nll_from_logp(logp, target, weight, ignore_index, reduction)
 
 
-def _rows_and_labels(input: Any, target: Any) -> tuple[jax.Array, jax.Array]:
-    input = _checks.as_float_array(input, "input")
-    if input.ndim not in (1, 2):
-        raise ValueError(f"input must be (N, C) or (C,), got shape {input.shape}")
-    return input, _index_target(target)
+def _margin_rows(input: jax.Array) -> jax.Array:
+    """torch's multi-class margin input as ``(N, C)`` rows: an ``(N, C)`` matrix with ``C >= 1``
+    (``N`` may be 0), a non-empty ``(C,)`` vector or a scalar (one class)."""
+    if input.ndim > 2 or input.shape[-1:] == (0,):
+        raise ValueError(
+            f"input must be (N, C) with C >= 1, a non-empty (C,) vector or a scalar, "
+            f"got shape {input.shape}"
+        )
+    return input if input.ndim == 2 else input.reshape(1, input.size)
 
 
 def multi_margin_loss(
@@ -708,36 +831,42 @@ def multi_margin_loss(
 ) -> jax.Array:
     """Multi-class hinge loss (``torch.nn.functional.multi_margin_loss``).
 
-    ``l_n = (1/C)·Σ_{i≠y} w_y·max(0, margin - x_y + x_i)^p`` for ``(N, C)`` (or ``(C,)``)
-    input and integer targets ``(N,)`` (or scalar). ``p`` ∈ {1, 2}, ``margin >= 0``; the
-    gradient at the hinge is 0 (torch). ``"mean"`` averages over N (not weighted).
+    ``l_n = (1/C)·Σ_{i≠y} w_y·max(0, margin - x_y + x_i)^p`` for ``(N, C)`` input (a ``(C,)``
+    vector or a scalar is one row) and integer targets with N elements, of shape ``(N,)`` or
+    ``()`` (``"none"`` returns the target's shape). ``p`` ∈ {1, 2}; ``margin`` any real. As in
+    torch the gradient at the hinge is 0 and a term that is NaN (not > 0) is dropped.
+    ``"mean"`` averages over N (not weighted); on an empty batch it is NaN and ``"sum"`` is 0
+    (torch 2.13 returns uninitialised memory for both).
     optax's ``multiclass_hinge_loss`` is a different (Crammer-Singer, max over i) loss.
 
     Example:
       >>> losses.multi_margin_loss(jnp.array([[2.0, 0.0, 1.5, 1.5]]), jnp.array([0]))
       Array(0.25, dtype=float32)
     """
-    input, target = _rows_and_labels(input, target)
+    input = _checks.as_float_array(input, "input")
+    target = _index_target(target)
     _check_reduction(reduction)
     p = _checks.check_int(p, "p", low=1, high=2)
-    _checks.check_real(margin, "margin", low=0.0, array_ok=True)
-    num_classes = input.shape[-1]
-    if target.shape != input.shape[:-1]:
+    _checks.check_real(margin, "margin", array_ok=True)
+    rows = _margin_rows(input)
+    n, num_classes = rows.shape
+    if target.ndim > 1 or target.size != n:
         raise ValueError(
-            f"target must have shape {input.shape[:-1]} for input.shape={input.shape}, "
-            f"got {target.shape}"
+            f"target must have shape ({n},) or, for one row, (): {n} label(s) for "
+            f"input.shape={input.shape}, got target.shape={target.shape}"
         )
+    labels = target.reshape(n)
     weight = _class_weight(weight, num_classes, input)
-    ok = _check_labels(target, num_classes, None)
-    x_y = _pick(input, target, ok)[..., None]
-    z = _hinge(margin - x_y + input)
+    ok = _check_labels(labels, num_classes, None)
+    z = margin - _pick(rows, labels, ok)[:, None] + rows
+    h = _hinge(z)
     if p == 2:
-        z = z * z
+        h = h * h
     if weight is not None:
-        z = z * weight[jnp.where(ok, target, 0)][..., None]
-    not_y = jnp.arange(num_classes) != target[..., None]
-    loss = jnp.sum(jnp.where(not_y, z, 0.0), axis=-1) / num_classes + _nan_unless(ok, z.dtype)
-    return _reduce(loss, reduction)
+        h = jnp.where(z > 0, h * weight[jnp.where(ok, labels, 0)][:, None], 0.0)
+    not_y = jnp.arange(num_classes) != labels[:, None]
+    loss = jnp.sum(jnp.where(not_y, h, 0.0), axis=-1) / num_classes + _nan_unless(ok, h.dtype)
+    return _reduce(loss.reshape(target.shape), reduction)
 
 
 def multilabel_margin_loss(
@@ -745,19 +874,31 @@ def multilabel_margin_loss(
 ) -> jax.Array:
     """Multi-label hinge loss (``torch.nn.functional.multilabel_margin_loss``).
 
-    ``target`` (integer, same shape as input ``(N, C)`` or ``(C,)``) lists the positive classes
-    and ends at the first ``-1``. ``l_n = Σ_j Σ_{i ∉ targets} max(0, 1 - (x_{y_j} - x_i)) / C``.
-    The gradient at the hinge is 0 (torch). ``"mean"`` averages over N.
+    ``target`` (integer, same shape as input ``(N, C)``; C elements for a ``(C,)`` vector or a
+    scalar input) lists the positive classes and ends at the first ``-1``.
+    ``l_n = Σ_j Σ_{i ∉ targets} max(0, 1 - (x_{y_j} - x_i)) / C``. As in torch the gradient at
+    the hinge is 0 and a NaN term is dropped. ``"mean"`` averages over N; on an empty batch it
+    is NaN (torch 2.13 returns uninitialised memory).
 
     Example:
       >>> target = jnp.array([[0, -1, 1, 1]])  # class 0; the list ends at -1
       >>> losses.multilabel_margin_loss(jnp.array([[2.0, 0.0, 1.5, 0.5]]), target)
       Array(0.125, dtype=float32)
     """
-    input, target = _rows_and_labels(input, target)
+    input = _checks.as_float_array(input, "input")
+    target = _index_target(target)
     _check_reduction(reduction)
-    _check_same_shape(input, target, "input", "target")
-    num_classes = input.shape[-1]
+    rows = _margin_rows(input)
+    num_classes = rows.shape[1]
+    if input.ndim == 2:
+        _check_same_shape(input, target, "input", "target")
+    elif target.ndim > 1 or target.size != num_classes:
+        raise ValueError(
+            f"target must have {num_classes} element(s) in at most 1 dimension for "
+            f"input.shape={input.shape}, got target.shape={target.shape}"
+        )
+    out_shape = input.shape[:-1] if input.ndim == 2 else ()
+    input, target = rows, target.reshape(rows.shape)
     listed = jnp.cumprod(target != -1, axis=-1).astype(bool)
     ok = _check_labels(jnp.where(listed, target, 0), num_classes, None)
     safe = jnp.where(listed & ok, target, 0)
@@ -769,7 +910,7 @@ def multilabel_margin_loss(
     pair = listed[..., :, None] & ~is_target[..., None, :]
     loss = jnp.sum(jnp.where(pair, z, 0.0), axis=(-2, -1)) / num_classes
     loss = loss + _nan_unless(jnp.all(ok | ~listed, axis=-1), loss.dtype)
-    return _reduce(loss, reduction)
+    return _reduce(loss.reshape(out_shape), reduction)
 
 
 def kl_div(
@@ -778,8 +919,9 @@ def kl_div(
     """Kullback-Leibler divergence with log-prob input (``torch.nn.functional.kl_div``).
 
     Pointwise ``y·(log y - x)`` (0 where ``y = 0``), or ``exp(t)·(t - x)`` with ``log_target``.
-    ``"mean"`` divides the sum by the **number of elements** (torch's default, which it warns
-    about); ``"batchmean"`` divides by ``input.shape[0]`` (the mathematically right KL mean).
+    ``input`` and ``target`` broadcast together. ``"mean"`` divides the sum by the **number of
+    elements** (torch's default, which it warns about); ``"batchmean"`` divides by
+    ``input.shape[0]`` (the mathematically right KL mean).
     optax ``kl_divergence(x, y)`` sums over the last axis: its ``.mean()`` is ``"batchmean"``
     for 2-D input; ``kl_divergence_with_log_targets`` is ``log_target=True``.
 
@@ -788,7 +930,7 @@ def kl_div(
       >>> round(float(losses.kl_div(jnp.log(p), q, reduction="batchmean")), 4)
       0.1438
     """
-    input, target = _same_shape_float_args(input, target, "none")
+    input, target = _input_and_target(input, target, "none", broadcast=True)
     _check_reduction(reduction, (*_REDUCTIONS, "batchmean"))
     if log_target:
         loss = jnp.exp(target) * (target - input)
@@ -808,13 +950,20 @@ def pairwise_distance(
 ) -> jax.Array:
     """``‖x1 - x2 + eps‖_p`` over the last axis (``torch.nn.functional.pairwise_distance``).
 
+    ``x1`` and ``x2`` broadcast together (``x2`` may be an integer array, promoted to ``x1``'s
+    dtype); a scalar is a vector of one element. ``p`` is any real, as torch: ``(Σ|d|^p)^(1/p)``,
+    with ``p = 0`` the number of nonzero ``d``, ``p = ±inf`` the largest/smallest ``|d|``. The
+    gradient is torch's (0 where ``d == 0`` for ``p < 1``, 0 at a zero distance, split between
+    ties for ``p = ±inf``, 0 for ``p = 0``).
+
     Example:
       >>> losses.pairwise_distance(jnp.array([[3.0, 0.0]]), jnp.array([[0.0, 4.0]]), eps=0.0)
       Array([5.], dtype=float32)
     """
     x1 = _checks.as_float_array(x1, "x1")
-    x2 = _checks.as_float_array(x2, "x2").astype(x1.dtype)
-    p = _checks.check_real(p, "p", low=0.0, low_open=True)
+    x2 = _promoted(x2, "x2", x1, boolean=False)
+    _broadcast_shapes(x1=x1, x2=x2)
+    p = _checks.check_real(p, "p")
     _checks.check_real(eps, "eps", array_ok=True)
     return _pairwise_distance(x1, x2, p, eps, keepdim)
 
@@ -822,14 +971,48 @@ def pairwise_distance(
 def _pairwise_distance(
     x1: jax.Array, x2: jax.Array, p: float, eps: float, keepdim: bool = False
 ) -> jax.Array:
-    d = jnp.abs(x1 - x2 + eps)
+    d = x1 - x2 + eps
+    if d.ndim == 0:
+        return _pnorm(d[None], p, False)
     if p == 1:
-        out = jnp.sum(d, axis=-1, keepdims=keepdim)
+        return jnp.sum(_l1(d), axis=-1, keepdims=keepdim)
+    return _pnorm(d, p, keepdim)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _pnorm(d: jax.Array, p: float, keepdim: bool) -> jax.Array:
+    """``‖d‖_p`` over the last axis for any real ``p``, as ``torch.linalg.vector_norm``."""
+    a = jnp.abs(d)
+    if p == 0:
+        return jnp.sum(a != 0, axis=-1, keepdims=keepdim).astype(d.dtype)
+    if p == 2:
+        return jnp.sqrt(jnp.sum(a * a, axis=-1, keepdims=keepdim))
+    if math.isinf(p):
+        return (jnp.max if p > 0 else jnp.min)(a, axis=-1, keepdims=keepdim)
+    return jnp.sum(a**p, axis=-1, keepdims=keepdim) ** (1.0 / p)
+
+
+@_pnorm.defjvp
+def _pnorm_jvp(p, keepdim, primals, tangents):
+    """torch's ``norm_backward``, term by term, as the partial derivatives ``w`` of the norm."""
+    (d,), (dd,) = primals, tangents
+    norm = _pnorm(d, p, True)
+    a, sign, zero = jnp.abs(d), _torch_sign(d), jnp.zeros_like(d)
+    if p == 0:
+        w = zero
     elif p == 2:
-        out = jnp.sqrt(jnp.sum(d * d, axis=-1, keepdims=keepdim))
+        w = jnp.where(norm == 0, zero, d / norm)
+    elif math.isinf(p):
+        mask = ((a == norm) | jnp.isnan(a)).astype(d.dtype)
+        w = sign * mask / jnp.sum(mask, axis=-1, keepdims=True)
+    elif p < 1:
+        w = sign * jnp.where(d == 0, zero, a ** (p - 1)) * norm ** (1 - p)
+    elif p < 2:
+        w = jnp.where(norm == 0, zero, sign * a ** (p - 1) / norm ** (p - 1))
     else:
-        out = jnp.sum(d**p, axis=-1, keepdims=keepdim) ** (1.0 / p)
-    return out
+        w = jnp.where(norm == 0, zero, d * a ** (p - 2) / norm ** (p - 1))
+    out = norm if keepdim else norm[..., 0]
+    return out, jnp.sum(w * dd, axis=-1, keepdims=keepdim)
 
 
 def _triplet(
@@ -842,10 +1025,13 @@ def _triplet(
     reduction: str,
 ) -> jax.Array:
     anchor = _checks.as_float_array(anchor, "anchor")
-    positive = _checks.as_float_array(positive, "positive").astype(anchor.dtype)
-    negative = _checks.as_float_array(negative, "negative").astype(anchor.dtype)
-    _check_same_shape(anchor, positive, "anchor", "positive")
-    _check_same_shape(anchor, negative, "anchor", "negative")
+    positive = _promoted(positive, "positive", anchor, boolean=False)
+    negative = _promoted(negative, "negative", anchor, boolean=False)
+    if len({anchor.ndim, positive.ndim, negative.ndim}) > 1:
+        raise ValueError(
+            f"anchor, positive and negative must have the same number of dimensions, got "
+            f"{anchor.shape}, {positive.shape} and {negative.shape}"
+        )
     _check_reduction(reduction)
     _checks.check_real(margin, "margin", low=0.0, low_open=True, array_ok=True)
     d_pos = distance(anchor, positive)
@@ -869,7 +1055,9 @@ def triplet_margin_loss(
 
     ``l = max(d(a, pos) - d(a, neg) + margin, 0)`` with ``d = pairwise_distance(·, ·, p, eps)``
     (eps is added to the difference); ``swap`` uses ``min(d(a, neg), d(pos, neg))``.
-    ``margin > 0``, ``p > 0``; inputs ``(N, D)`` or ``(D,)`` of equal shape; ``"mean"`` over N.
+    ``margin > 0`` (torch); ``p`` any real (see :func:`pairwise_distance`). The three inputs
+    have one rank and broadcast together (``(N, D)``, ``(D,)``, ...; ``positive``/``negative``
+    may be integer arrays, promoted); ``"mean"`` averages over the distances.
     optax's ``triplet_margin_loss`` puts eps inside the sum and takes no ``|·|``: it agrees
     only for p=2 (to ~eps) and is wrong for other p; it has no ``swap``.
 
@@ -878,8 +1066,9 @@ def triplet_margin_loss(
       >>> losses.triplet_margin_loss(a, pos, neg, eps=0.0)
       Array(5., dtype=float32)
     """
-    p = _checks.check_real(p, "p", low=0.0, low_open=True)
+    p = _checks.check_real(p, "p")
     _checks.check_real(eps, "eps", array_ok=True)
+    _broadcast_shapes(anchor=anchor, positive=positive, negative=negative)
     return _triplet(
         anchor,
         positive,
@@ -904,7 +1093,8 @@ def triplet_margin_with_distance_loss(
     """Triplet loss with any distance (``F.triplet_margin_with_distance_loss``).
 
     ``distance_function(x1, x2)`` returns one distance per row (default
-    :func:`pairwise_distance`, p=2, eps=1e-6). ``margin > 0``. See :func:`triplet_margin_loss`.
+    :func:`pairwise_distance`, p=2, eps=1e-6). ``margin > 0``. The inputs have one rank (torch).
+    See :func:`triplet_margin_loss`.
 
     Example:
       >>> a, pos, neg = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[0.0, 1.0]])
@@ -933,8 +1123,11 @@ def cosine_embedding_loss(
     """Cosine embedding loss (``torch.nn.functional.cosine_embedding_loss``).
 
     ``cos = x1·x2 / sqrt((‖x1‖² + 1e-12)(‖x2‖² + 1e-12))`` over the last axis;
-    ``l = 1 - cos`` where ``y = 1``, ``max(0, cos - margin)`` where ``y = -1`` (0 otherwise).
-    ``margin`` in [-1, 1]. Inputs ``(N, D)`` with ``(N,)`` targets, or ``(D,)`` with a scalar.
+    ``l = 1 - cos`` where ``y = 1``, ``max(0, cos - margin)`` where ``y = -1`` (0 otherwise;
+    NaN propagates as in torch). ``margin`` is any real (torch's). Inputs ``(N, D)`` with an
+    ``(N,)`` target, or ``(D,)`` with a scalar one; as torch, ``input1``, ``input2`` and the
+    target's rows broadcast (``(1, D)`` against ``(N, D)``, a ``(1,)`` target), and ``input2``
+    may be an integer array (promoted).
     optax has only ``cosine_similarity`` (eps clips the squared norms instead of adding 1e-12).
 
     Example:
@@ -943,16 +1136,18 @@ def cosine_embedding_loss(
       Array([1., 1.], dtype=float32)
     """
     input1 = _checks.as_float_array(input1, "input1")
-    input2 = _checks.as_float_array(input2, "input2").astype(input1.dtype)
+    input2 = _promoted(input2, "input2", input1, boolean=False)
     target = _checks.as_array(target, "target")
-    _check_same_shape(input1, input2, "input1", "input2")
-    if input1.ndim not in (1, 2) or target.shape != input1.shape[:-1]:
+    if target.ndim > 1 or input1.ndim != target.ndim + 1 or input2.ndim != target.ndim + 1:
         raise ValueError(
-            f"expected input1/input2 of shape (N, D) or (D,) and target of shape (N,) or (), "
-            f"got input1.shape={input1.shape}, target.shape={target.shape}"
+            f"expected input1/input2 of shape (N, D) with a target of shape (N,), or (D,) with a "
+            f"target of shape (), got input1.shape={input1.shape}, input2.shape={input2.shape}, "
+            f"target.shape={target.shape}"
         )
+    rows = _broadcast_shapes(input1=input1, input2=input2)[:-1]
+    _broadcast_shapes(**{"target": target, "the rows of input1/input2": rows})
     _check_reduction(reduction)
-    _checks.check_real(margin, "margin", low=-1.0, high=1.0, array_ok=True)
+    _checks.check_real(margin, "margin", array_ok=True)
     dot = jnp.sum(input1 * input2, axis=-1)
     sq1 = jnp.sum(input1 * input1, axis=-1) + 1e-12
     sq2 = jnp.sum(input2 * input2, axis=-1) + 1e-12
@@ -972,18 +1167,22 @@ def margin_ranking_loss(
 ) -> jax.Array:
     """Margin ranking loss ``l = max(0, -y·(x1 - x2) + margin)`` (``F.margin_ranking_loss``).
 
-    ``y`` ∈ {-1, 1} says which input should rank higher; all three arrays share one shape.
-    ``margin >= 0``. The derivative at the kink is torch's ``clamp_min`` one (1).
+    ``y`` ∈ {-1, 1} says which input should rank higher. As torch, the three arrays have one
+    rank and broadcast together (``(N, D)`` with ``(N, 1)`` or ``(1, D)``), ``input2`` and
+    ``target`` may be integer arrays (promoted), ``margin`` is any real, NaN propagates and the
+    derivative at the kink is ``clamp_min``'s (1).
 
     Example:
       >>> x1, x2 = jnp.array([1.0, 1.0]), jnp.array([0.0, 3.0])
       >>> losses.margin_ranking_loss(x1, x2, jnp.array([1.0, 1.0]), reduction="none")
       Array([0., 2.], dtype=float32)
     """
-    input1, input2 = _same_shape_float_args(input1, input2, reduction)
-    target = _checks.as_array(target, "target").astype(input1.dtype)
-    _check_same_shape(input1, target, "input1", "target")
-    _checks.check_real(margin, "margin", low=0.0, array_ok=True)
+    input1 = _checks.as_float_array(input1, "input1")
+    input2 = _promoted(input2, "input2", input1, boolean=False)
+    target = _promoted(target, "target", input1, boolean=False)
+    _check_same_ndim(input1=input1, input2=input2, target=target)
+    _check_reduction(reduction)
+    _checks.check_real(margin, "margin", array_ok=True)
     return _reduce(_clamp_min0(-target * (input1 - input2) + margin), reduction)
 
 
@@ -993,8 +1192,9 @@ def hinge_embedding_loss(
     """Hinge embedding loss (``torch.nn.functional.hinge_embedding_loss``).
 
     ``l = x`` where ``y = 1`` and ``max(0, margin - x)`` where ``y = -1`` (torch adds both terms
-    for other labels). ``input`` is usually a distance. ``margin >= 0``. ``optax.hinge_loss`` is
-    a different loss (``max(0, 1 - y·x)``).
+    for other labels). ``input`` is usually a distance. As torch, ``input`` and ``target`` (any
+    numeric or bool dtype) broadcast together, ``margin`` is any real and NaN propagates.
+    ``optax.hinge_loss`` is a different loss (``max(0, 1 - y·x)``).
 
     Example:
       >>> distance, target = jnp.array([0.25, 0.25]), jnp.array([1.0, -1.0])
@@ -1003,9 +1203,9 @@ def hinge_embedding_loss(
     """
     input = _checks.as_float_array(input, "input")
     target = _checks.as_array(target, "target")
-    _check_same_shape(input, target, "input", "target")
+    _broadcast_shapes(input=input, target=target)
     _check_reduction(reduction)
-    _checks.check_real(margin, "margin", low=0.0, array_ok=True)
+    _checks.check_real(margin, "margin", array_ok=True)
     loss = jnp.where(target != 1, _clamp_min0(margin - input), 0.0) + jnp.where(
         target != -1, input, 0.0
     )

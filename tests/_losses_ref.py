@@ -341,3 +341,257 @@ CASES: list[Case] = [
          lambda r, logits, **a: F.ctc_loss(
              F.log_softmax(logits, -1).transpose(0, 1), **a, blank=3, reduction=r)),
 ]
+
+
+# ---- what torch accepts beyond the parity table (issue 16) ----------------------------------
+# Non-finite values, zero-size and 0-d inputs, broadcasting, margins and p values torch allows,
+# integer and bool targets. One row per (loss, situation); compared like CASES, NaN and inf
+# positions included.
+
+NONFINITE = np.array([np.nan, np.inf, -np.inf, 0.0, 1.5, -0.7])
+
+
+def _nf(shape, row=0):
+    """Normal values with ``NONFINITE`` (cycled) in ``row`` of the first axis (a 1-D array is
+    all ``NONFINITE``)."""
+
+    def make(rng):
+        x = rng.normal(size=shape)
+        if x.ndim == 1:
+            return np.resize(NONFINITE, shape)
+        x[row] = np.resize(NONFINITE, x[row].shape)
+        return x
+
+    return make
+
+
+def _const(value):
+    return lambda rng: np.asarray(value)
+
+
+def _const_make(**values):
+    return _make(**{k: _const(v) for k, v in values.items()})
+
+
+def _row(id, make, diff, fn, reductions=R3, **kw):
+    """A row whose jaxfund and torch calls have the same name and arguments."""
+    return Case(id, make, diff, lambda r, **a: getattr(L, fn)(**a, **kw, reduction=r),
+                lambda r, **a: getattr(F, fn)(**a, **kw, reduction=r), reductions)
+
+
+def _distance(id, make, diff=("x1", "x2"), **kw):
+    return Case(id, make, diff, lambda r, **a: L.pairwise_distance(**a, **kw),
+                lambda r, **a: F.pairwise_distance(**a, **kw), ("none",))
+
+
+I = ("input",)
+I12 = ("input1", "input2")
+APN = ("anchor", "positive", "negative")
+PM6 = [1, 1, -1, 1, -1, 1]  # soft_margin: -y·x is never +inf against NONFINITE
+NF_IO = _make(input=_nf((3, 6)), target=_nf((3, 6), 2))
+EMPTY = _make(input=_normal((0, 3)), target=_normal((0, 3)))
+SCALAR = _make(input=_normal(()), target=_normal(()))
+LABELS6 = _const([0, 1, 2, 3, 4, 5])
+
+EDGE_CASES: list[Case] = [
+    # -- NaN and ±inf in every argument --------------------------------------------------------
+    *[_row(f"nonfinite-{fn}{''.join(f'-{k}{v}' for k, v in kw.items())}", NF_IO, IO, fn, **kw)
+      for fn, kw in (
+        ("mse_loss", {}), ("l1_loss", {}), ("huber_loss", {}), ("smooth_l1_loss", {}),
+        ("smooth_l1_loss", {"beta": 0.0}), ("kl_div", {}), ("kl_div", {"log_target": True}),
+        ("poisson_nll_loss", {}), ("binary_cross_entropy_with_logits", {}))],
+    _row("nonfinite-poisson-full", _make(input=_u(0.1, 2, (3, 6)), target=_nf((3, 6), 1)),
+         ("input",), "poisson_nll_loss", log_input=False, full=True),
+    _row("nonfinite-gaussian", _make(input=_nf((3, 6)), target=_nf((3, 6), 1),
+                                     var=lambda rng: np.abs(_nf((3, 6), 2)(rng))),
+         ("input", "target", "var"), "gaussian_nll_loss"),
+    _row("nonfinite-bce_logits-pos_weight",
+         _make(input=_nf((3, 6)), target=_u(0, 1, (3, 6)), pos_weight=_u(0.5, 2, (6,))),
+         IO, "binary_cross_entropy_with_logits"),
+    _row("nonfinite-soft_margin", _make(input=_nf((6,)), target=_const(PM6)), I,
+         "soft_margin_loss"),
+    _row("nonfinite-multilabel_soft_margin", NF_IO, IO, "multilabel_soft_margin_loss"),
+    Case("nonfinite-focal", NF_IO, IO,
+         lambda r, **a: L.sigmoid_focal_loss(a["input"], a["target"], reduction=r),
+         lambda r, **a: torch_sigmoid_focal_loss(a["input"], a["target"], reduction=r)),
+    _row("nonfinite-cross_entropy", _make(input=_nf((3, 6)), target=_const([0, 5, 2])), I,
+         "cross_entropy"),
+    _row("nonfinite-cross_entropy-probs", _make(input=_nf((3, 6)), target=_probs((3, 6))), I,
+         "cross_entropy", label_smoothing=0.1),
+    _row("nonfinite-nll", _make(input=_nf((3, 6)), target=_const([0, 5, 2])), I, "nll_loss"),
+    *[_row(f"nonfinite-multi_margin-p{p}",
+           _make(input=_nf((6, 6), 1), target=LABELS6, weight=_u(0.5, 2, (6,))), I,
+           "multi_margin_loss", p=p) for p in (1, 2)],
+    _row("nonfinite-multilabel_margin",
+         _make(input=_nf((3, 6), 1), target=_const([[0, 3, -1, 0, 0, 0], [1, -1, 0, 0, 0, 0],
+                                                    [4, 5, 2, -1, 0, 0]])), I,
+         "multilabel_margin_loss"),
+    *[_row(f"nonfinite-cosine_embedding-m{m}",
+           _make(input1=_nf((6, 3), 1), input2=_normal((6, 3)), target=_const(PM6)), I12,
+           "cosine_embedding_loss", margin=m) for m in (0.0, 0.5)],
+    _row("nonfinite-cosine_embedding-rows", _make(
+        input1=_const([[np.nan, 1], [np.inf, 1], [-np.inf, 0], [np.nan, 0], [np.inf, 0]]),
+        input2=_const(np.ones((5, 2))), target=_const([1, -1, -1, -1, 1])), I12,
+        "cosine_embedding_loss"),
+    *[_row(f"nonfinite-margin_ranking-y{y}",
+           _make(input1=_nf((6,)), input2=_normal((6,)), target=_const([y] * 6)), I12,
+           "margin_ranking_loss") for y in (1, -1)],
+    *[_row(f"nonfinite-hinge_embedding-y{y}", _make(input=_nf((6,)), target=_const([y] * 6)), I,
+           "hinge_embedding_loss") for y in (1, -1)],
+    *[_row(f"nonfinite-triplet-p{p}-swap{sw}",
+           _make(anchor=_nf((4, 6), 0), positive=_nf((4, 6), 1), negative=_nf((4, 6), 2)), APN,
+           "triplet_margin_loss", p=p, swap=sw)
+      for p, sw in ((2, False), (1, True), (3, False), (np.inf, False))],
+    Case("nonfinite-triplet_distance",
+         _make(anchor=_nf((4, 6), 0), positive=_nf((4, 6), 1), negative=_nf((4, 6), 2)), APN,
+         lambda r, **a: L.triplet_margin_with_distance_loss(**a, reduction=r),
+         lambda r, **a: F.triplet_margin_with_distance_loss(**a, reduction=r)),
+    *[_distance(f"nonfinite-pairwise-p{p}", _make(x1=_nf((3, 6)), x2=_nf((3, 6), 1)), p=p)
+      for p in (2, 1, 3, 0.5, -1, 0, np.inf, -np.inf)],
+    # -- zero-size inputs: an empty batch, an empty class axis --------------------------------
+    *[_row(f"empty-{fn}", EMPTY, IO, fn) for fn in (
+        "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss", "kl_div",
+        "binary_cross_entropy_with_logits", "multilabel_soft_margin_loss")],
+    _row("empty-soft_margin", EMPTY, I, "soft_margin_loss"),
+    _row("empty-bce", _make(input=_u(0, 1, (0, 3)), target=_u(0, 1, (0, 3))), IO,
+         "binary_cross_entropy"),
+    _row("empty-gaussian", _make(input=_normal((0, 3)), target=_normal((0, 3)),
+                                 var=_u(0.5, 2, (0,))), ("input", "target", "var"),
+         "gaussian_nll_loss"),
+    *[_row(f"empty-{fn}", _make(input=_normal((0, c)), target=_const(np.zeros(0, np.int64))),
+           I, fn) for fn in ("cross_entropy", "nll_loss") for c in (3, 0)],
+    *[_row(f"empty-cross_entropy-probs-{s}", _make(input=_normal(s), target=_normal(s)), IO,
+           "cross_entropy") for s in ((0, 3), (2, 0), (0,))],
+    _row("empty-multi_margin", _make(input=_normal((0, 3)), target=_const(np.zeros(0, np.int64))),
+         I, "multi_margin_loss", ("none",)),
+    _row("empty-multilabel_margin", _make(input=_normal((0, 3)),
+                                          target=_const(np.zeros((0, 3), np.int64))),
+         I, "multilabel_margin_loss", ("none",)),
+    _row("empty-cosine_embedding", _make(input1=_normal((0, 3)), input2=_normal((0, 3)),
+                                         target=_const(np.zeros(0))), I12,
+         "cosine_embedding_loss"),
+    _row("empty-cosine_embedding-features",
+         _make(input1=_normal((3, 0)), input2=_normal((3, 0)), target=_const([1, -1, 1])), I12,
+         "cosine_embedding_loss"),
+    _row("empty-margin_ranking", _make(input1=_normal((0,)), input2=_normal((0,)),
+                                       target=_const(np.zeros(0))), I12, "margin_ranking_loss"),
+    _row("empty-hinge_embedding", EMPTY, I, "hinge_embedding_loss"),
+    _row("empty-triplet", _make(anchor=_normal((0, 3)), positive=_normal((0, 3)),
+                                negative=_normal((0, 3))), APN, "triplet_margin_loss"),
+    _distance("empty-pairwise-features", _make(x1=_normal((3, 0)), x2=_normal((3, 0)))),
+    # -- 0-d (scalar) inputs -------------------------------------------------------------------
+    *[_row(f"scalar-{fn}", SCALAR, IO, fn) for fn in (
+        "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss", "kl_div",
+        "binary_cross_entropy_with_logits")],
+    _row("scalar-soft_margin", _make(input=_normal(()), target=_const(-1.0)), I,
+         "soft_margin_loss"),
+    _row("scalar-gaussian", _make(input=_normal(()), target=_normal(()), var=_u(0.5, 2, ())),
+         ("input", "target", "var"), "gaussian_nll_loss"),
+    *[_row(f"scalar-multi_margin-target{np.shape(t)}", _make(input=_normal(()), target=_const(t)),
+           I, "multi_margin_loss") for t in (0, [0])],
+    _row("scalar-multi_margin-vector-target(1,)", _make(input=_normal((4,)), target=_const([2])),
+         I, "multi_margin_loss"),
+    _row("scalar-multi_margin-row-target()", _make(input=_normal((1, 4)), target=_const(2)), I,
+         "multi_margin_loss", p=2, margin=0.5),
+    *[_row(f"scalar-multilabel_margin-target{t}", _make(input=_normal(()), target=_const(t)), I,
+           "multilabel_margin_loss") for t in (0, [-1])],
+    _row("scalar-margin_ranking", _make(input1=_normal(()), input2=_normal(()),
+                                        target=_const(-1.0)), I12, "margin_ranking_loss"),
+    _row("scalar-hinge_embedding", _make(input=_normal(()), target=_const(-1.0)), I,
+         "hinge_embedding_loss"),
+    _row("scalar-triplet", _make(anchor=_normal(()), positive=_normal(()), negative=_normal(())),
+         APN, "triplet_margin_loss", margin=3.0),
+    _distance("scalar-pairwise", _make(x1=_normal(()), x2=_normal(())), p=3),
+    # -- broadcasting torch allows ------------------------------------------------------------
+    *[_row(f"broadcast-margin_ranking-{s1}-{s2}-{st}",
+           _make(input1=_normal(s1), input2=_normal(s2), target=_sign(st)), I12,
+           "margin_ranking_loss", margin=0.3)
+      for s1, s2, st in (((5, 2), (5, 1), (5, 2)), ((5, 2), (1, 2), (5, 2)),
+                         ((5, 2), (5, 2), (5, 1)), ((5,), (5,), (1,)))],
+    *[_row(f"broadcast-hinge_embedding-{si}-{st}", _make(input=_u(0, 2, si), target=_sign(st)),
+           I, "hinge_embedding_loss") for si, st in (((5, 5), (1, 5)), ((5,), (5, 5)))],
+    *[_row(f"broadcast-gaussian-{si}-{st}-{sv}",
+           _make(input=_normal(si), target=_normal(st), var=_u(0.5, 2, sv)),
+           ("input", "target", "var"), "gaussian_nll_loss")
+      for si, st, sv in (((4, 5), (4, 1), (4, 5)), ((4, 5), (5,), (4,)), ((4, 5), (1, 5), (4, 1)),
+                         ((4, 1), (4, 5), (4,)), ((2, 3, 4), (3, 4), (1, 3, 4)))],
+    *[_row(f"broadcast-{fn}-{si}-{st}", _make(input=_normal(si), target=_u(0, 1, st)), IO, fn)
+      for fn in ("poisson_nll_loss", "kl_div", "multilabel_soft_margin_loss")
+      for si, st in (((2, 3), (1, 3)), ((1, 3), (2, 3)))],
+    _row("broadcast-multilabel_soft_margin-weight",
+         _make(input=_normal((2, 3)), target=_u(0, 1, (2, 3)), weight=_u(0.5, 2, (2, 1))), IO,
+         "multilabel_soft_margin_loss"),
+    _row("broadcast-soft_margin-(2, 3)-(1, 3)", _make(input=_normal((2, 3)), target=_sign((1, 3))),
+         I, "soft_margin_loss"),
+    *[_row(f"broadcast-cosine_embedding-{s1}-{s2}-{st}",
+           _make(input1=_normal(s1), input2=_normal(s2), target=_sign(st)), I12,
+           "cosine_embedding_loss", margin=0.2)
+      for s1, s2, st in (((3, 4), (1, 4), (3,)), ((3, 4), (3, 4), (1,)), ((1, 4), (1, 4), (3,)))],
+    *[_row(f"broadcast-triplet-{s}", _make(**{k: _normal(v) for k, v in zip(APN, s)}), APN,
+           "triplet_margin_loss") for s in (((3, 4), (1, 4), (3, 4)), ((1, 4), (3, 4), (3, 1)))],
+    Case("broadcast-triplet_distance", _make(anchor=_normal((3, 4)), positive=_normal((1, 4)),
+                                             negative=_normal((3, 4))), APN,
+         lambda r, **a: L.triplet_margin_with_distance_loss(**a, reduction=r),
+         lambda r, **a: F.triplet_margin_with_distance_loss(**a, reduction=r)),
+    _distance("broadcast-pairwise", _make(x1=_normal((3, 4)), x2=_normal((1, 4)))),
+    # -- margins and p values torch allows ------------------------------------------------------
+    *[_row(f"margin-multi_margin-p{p}-m-0.5", _make(input=_normal((6, 6)), target=LABELS6), I,
+           "multi_margin_loss", p=p, margin=-0.5) for p in (1, 2)],
+    _row("margin-margin_ranking-m-0.5", _make(input1=_normal((6,)), input2=_normal((6,)),
+                                              target=_sign((6,))), I12,
+         "margin_ranking_loss", margin=-0.5),
+    _row("margin-hinge_embedding-m-0.5", _make(input=_normal((6,)), target=_sign((6,))), I,
+         "hinge_embedding_loss", margin=-0.5),
+    *[_row(f"margin-cosine_embedding-m{m}", _make(input1=_normal((6, 3)),
+                                                  input2=_normal((6, 3)), target=_sign((6,))),
+           I12, "cosine_embedding_loss", margin=m) for m in (-2.0, 1.5)],
+    *[_distance(f"p-pairwise-p{p}", _make(x1=_normal((3, 4)), x2=_normal((3, 4))), p=p)
+      for p in (-1, -2.5, 0, 0.5, 1.5, np.inf, -np.inf)],
+    *[_distance(f"p-pairwise-p{p}-zero-distance",
+                _const_make(x1=[[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [2.0, 2.0, 5.0]],
+                            x2=[[1.0, 0.0, 3.0], [1.0, 1.0, 1.0], [0.0, -2.0, 1.0]]),
+                p=p, eps=0.0) for p in (2, -1, 0.5, 1.5, 3, 0, np.inf)],
+    *[_row(f"p-triplet-p{p}", _make(anchor=_normal((3, 4)), positive=_normal((3, 4)),
+                                    negative=_normal((3, 4))), APN, "triplet_margin_loss", p=p)
+      for p in (-1, 0, np.inf)],
+    # -- integer and bool targets, second inputs and weights (promoted as torch) ---------------
+    # torch computes these values but its backward fails (huber: "Found dtype Long";
+    # soft_margin: negation of a bool): values only.
+    *[_row(f"int-{fn}-{dt}-value", _make(input=_normal((2, 3)), target=_const(t)), (), fn)
+      for fn, dt, t in (("huber_loss", "int64", [[1, 0, 1], [0, 1, 1]]),
+                        ("huber_loss", "bool", [[True, False, True], [False, True, True]]),
+                        ("soft_margin_loss", "bool", [[True, False, True], [False, True, True]]))],
+    *[_row(f"int-{fn}-{dt}", _make(input=_normal((2, 3)),
+                                   target=_const(np.array([[1, 0, 1], [0, 1, 1]], dt))), I, fn)
+      for fn, dts in (("mse_loss", ("int64", "bool")), ("l1_loss", ("int64",)),
+                      ("smooth_l1_loss", ("int64", "bool")),
+                      ("poisson_nll_loss", ("int64", "bool")),
+                      ("multilabel_soft_margin_loss", ("int64",)),
+                      ("hinge_embedding_loss", ("int64", "bool")))
+      for dt in dts],
+    _row("int-soft_margin-int64", _make(input=_normal((2, 3)),
+                                        target=_const([[1, -1, 1], [-1, 1, 1]])), I,
+         "soft_margin_loss"),
+    _row("int-gaussian", _make(input=_normal((2, 3)), target=_const([[1, 0, 2], [0, 1, 1]]),
+                               var=_u(0.5, 2, (2, 3))), ("input", "var"), "gaussian_nll_loss"),
+    _row("int-margin_ranking", _make(input1=_normal((4,)), input2=_const([1, 0, 2, -1]),
+                                     target=_const([1, -1, -1, 1])), ("input1",),
+         "margin_ranking_loss"),
+    _row("int-cosine_embedding",
+         _make(input1=_normal((2, 3)), input2=_const([[1, 0, 2], [0, 1, 1]]),
+               target=_const([1, -1])), ("input1",), "cosine_embedding_loss"),
+    _row("int-triplet", _make(anchor=_normal((2, 3)), positive=_normal((2, 3)),
+                              negative=_const([[1, 0, 2], [0, 1, 1]])), ("anchor", "positive"),
+         "triplet_margin_loss"),
+    _distance("int-pairwise", _make(x1=_normal((2, 3)), x2=_const([[1, 0, 2], [0, 1, 1]])),
+              ("x1",)),
+    *[_row(f"int-weight-{fn}", _make(input=_u(0.05, 0.95, (2, 3)), target=_u(0, 1, (2, 3)),
+                                     weight=_const([1, 2, 3])), IO, fn)
+      for fn in ("binary_cross_entropy", "binary_cross_entropy_with_logits",
+                 "multilabel_soft_margin_loss")],
+    _row("int-pos_weight-bce_logits", _make(input=_normal((2, 3)), target=_u(0, 1, (2, 3)),
+                                            pos_weight=_const([1, 2, 3])), IO,
+         "binary_cross_entropy_with_logits"),
+    _row("int-weight-mse", _make(input=_normal((2, 3)), target=_normal((2, 3)),
+                                 weight=_const([[1, 2, 3], [0, 1, 2]])), IO, "mse_loss"),
+]

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxfund import losses as L
-from tests._losses_ref import CASES, numpy_dice, torch_sigmoid_focal_loss
+from tests._losses_ref import CASES, EDGE_CASES, numpy_dice, torch_sigmoid_focal_loss
 
 TOL = {"float32": 1e-5, "float64": 1e-12}
 
@@ -76,8 +76,12 @@ def run_case(case, dtype, transform=jax.jit):
     for r in case.reductions:
         ta = _to_torch(arrays, dtype, case.diff)
         ref = case.ref(r, **ta)
-        (ref * torch.tensor(cts[r], dtype=ref.dtype)).sum().backward()
-        refs[r] = (ref.detach().numpy(), {k: ta[k].grad.numpy() for k in case.diff})
+        if case.diff:
+            (ref * torch.tensor(cts[r], dtype=ref.dtype)).sum().backward()
+        # torch leaves no gradient where the loss does not depend on an input (norm p=0).
+        grads = {k: np.zeros(ta[k].shape) if ta[k].grad is None else ta[k].grad.numpy()
+                 for k in case.diff}
+        refs[r] = (ref.detach().numpy(), grads)
     return ours, refs
 
 
@@ -111,6 +115,26 @@ class VariantsTest(parameterized.TestCase):
             _close(loss, ref, "float32", f"{r}: value")
             for k in case.diff:
                 _close(grads[k], ref_grads[k], "float32", f"{r}: d/d{k}")
+
+
+EDGE = [
+    pytest.param(c, d, t, id=f"{c.id}-{d}-{name}")
+    for c in EDGE_CASES for d in ("float32", "float64")
+    for name, t in (("jit", jax.jit), ("eager", lambda f: f))
+]
+
+
+@pytest.mark.parametrize("case,dtype,transform", EDGE)
+def test_torch_parity_beyond_the_table(case, dtype, transform):
+    """What torch accepts (issue 16): NaN/inf land where torch's do, in values and gradients;
+    zero-size and 0-d inputs, broadcasting, margins and p values, integer targets."""
+    ours, refs = run_case(case, dtype, transform)
+    for r, (ref, ref_grads) in refs.items():
+        loss, grads = ours[r]
+        assert loss.shape == ref.shape, r
+        _close(loss, ref, dtype, f"{r}: value")
+        for k in case.diff:
+            _close(grads[k], ref_grads[k], dtype, f"{r}: d/d{k}")
 
 
 def test_every_loss_has_a_parity_row_or_a_reference_test():
@@ -460,23 +484,37 @@ VALIDATION = [
     (lambda: L.cross_entropy(X, LABELS, axis=2), ValueError, "axis"),
     (lambda: L.nll_loss(LABELS, LABELS), TypeError, "input"),
     (lambda: L.multi_margin_loss(X, LABELS, p=3), ValueError, r"p must be in \[1, 2\], got 3"),
-    (lambda: L.multi_margin_loss(X, LABELS, margin=-1.0), ValueError, "margin"),
+    (lambda: L.multi_margin_loss(X[:, :0], LABELS), ValueError, "input"),
+    (lambda: L.multi_margin_loss(X, LABELS[:, None]), ValueError, "target"),
+    (lambda: L.multi_margin_loss(X[0], LABELS[:2]), ValueError, "target"),
     (lambda: L.multi_margin_loss(X[None], LABELS), ValueError, "input"),
     (lambda: L.multilabel_margin_loss(X, LABELS), ValueError, "target"),
+    (lambda: L.multilabel_margin_loss(X[0], LABELS), ValueError, "target"),
     (lambda: L.triplet_margin_loss(*TRIP[:2], TRIP[2][:3]), ValueError, "negative"),
     (lambda: L.triplet_margin_loss(*TRIP, margin=-1.0), ValueError, "margin"),
-    (lambda: L.triplet_margin_loss(*TRIP, p=0), ValueError, "p"),
+    (lambda: L.triplet_margin_loss(*TRIP[:2], TRIP[2][0]), ValueError, "dimensions"),
+    (lambda: L.triplet_margin_with_distance_loss(TRIP[0][0], *TRIP[1:]), ValueError,
+     "dimensions"),
     (lambda: L.triplet_margin_with_distance_loss(*TRIP, margin=0.0), ValueError, "margin"),
     (lambda: L.cosine_embedding_loss(X, Y, jnp.ones(5)), ValueError, "target"),
-    (lambda: L.cosine_embedding_loss(X, Y, jnp.ones(6), margin=2.0), ValueError, "margin"),
-    (lambda: L.hinge_embedding_loss(X, Y, margin=-0.5), ValueError, "margin"),
+    (lambda: L.cosine_embedding_loss(X, Y, jnp.ones(())), ValueError, "target"),
+    (lambda: L.hinge_embedding_loss(X, Y[:, :2]), ValueError, "target"),
     (lambda: L.margin_ranking_loss(X, Y, jnp.ones(6)), ValueError, "target"),
+    (lambda: L.margin_ranking_loss(X, Y[:, :2], jnp.ones((6, 5))), ValueError, "input2"),
+    (lambda: L.soft_margin_loss(X[:1], Y), ValueError, "target"),
+    (lambda: L.gaussian_nll_loss(X, Y[:, :2], 1.0), ValueError, "target"),
+    (lambda: L.poisson_nll_loss(X, Y[:2]), ValueError, "target"),
+    (lambda: L.binary_cross_entropy(P01, LABELS[:, None] * jnp.ones(5, jnp.int32)), TypeError,
+     "target"),
+    (lambda: L.multilabel_soft_margin_loss(X, Y > 0), TypeError, "target"),
+    (lambda: L.mse_loss(X, Y[:1]), ValueError, "target"),
+    (lambda: L.cross_entropy(X[:, :0], LABELS), ValueError, "no classes"),
     (lambda: L.dice_loss(X[0], Y[0]), ValueError, "input"),
     (lambda: L.ctc_loss(X, I4, I4, I4), ValueError, "log_probs"),
     (lambda: L.ctc_loss(X[None], I4[None], I4[:1], I4[:1], blank=5), ValueError, "blank"),
     (lambda: L.ctc_loss(X[None], I4[None].astype(float), I4[:1], I4[:1]), TypeError, "targets"),
     (lambda: L.huber_loss(X, Y, delta=jnp.array(-1.0)), ValueError, "delta must be > 0"),
-    (lambda: L.pairwise_distance(X, Y, p=-1.0), ValueError, "p must be > 0"),
+    (lambda: L.pairwise_distance(X, Y[:, :2]), ValueError, "x2"),
     (lambda: L.sigmoid_focal_loss(X, P01, gamma=-1.0), ValueError, "gamma must be >= 0"),
     # A wrong type is a TypeError, naming the argument.
     (lambda: L.mse_loss(X, Y, reduction=None), TypeError, "reduction must be a string"),
