@@ -44,11 +44,11 @@ Negative learning rates are refused where the arguments would produce one (``eta
 ``gamma < 0``, ...); a callable (``lr_lambda``, ``scale_fn``) is the caller's responsibility.
 
 Nearest optax schedules, measured in ``tests/test_schedules.py`` (1200 steps, float64):
-``optax.exponential_decay(lr, 1, gamma)`` equals :func:`exponential_lr` (it computes
-``gamma**t`` in float32 by default: ~1e-6 relative after 1000 steps);
+``optax.exponential_decay(lr, 1, gamma)`` equals :func:`exponential_lr` in float64 (in float32
+its ``gamma**t`` loses ``|t log gamma|`` ulps: 1.2e-5 relative by ``t = 1200``, ``gamma = 0.99``,
+where ours stays within 2e-7);
 ``optax.exponential_decay(lr, step_size, gamma, staircase=True)`` equals :func:`step_lr`;
-``optax.piecewise_constant_schedule(lr, {m: gamma})`` equals :func:`multi_step_lr` shifted by one
-step (optax scales from ``count > m``, torch from ``count >= m``);
+``optax.piecewise_constant_schedule(lr, {m: gamma})`` equals :func:`multi_step_lr`;
 ``optax.linear_schedule(start_factor * lr, end_factor * lr, total_iters)`` equals
 :func:`linear_lr`; ``optax.polynomial_schedule(lr, 0, power, total_iters)`` equals
 :func:`polynomial_lr`; ``optax.cosine_decay_schedule(lr, T_max, eta_min / lr)`` equals
@@ -56,7 +56,7 @@ step (optax scales from ``count > m``, torch from ``count >= m``);
 (a difference of ``lr - eta_min`` at ``2 * T_max``); ``optax.cosine_onecycle_schedule`` puts the
 peak at ``pct_start * total`` where torch puts it at ``pct_start * total - 1`` and anneals to
 ``lr / (div_factor * final_div_factor)`` at ``total`` where torch reaches it at ``total - 1``
-(~1.4e-3 relative with 1200 steps, the default ``pct_start``).
+(with 1200 steps: 4.3e-3 relative up to the peak, 2e-2 up to step 1100, 1.4 at the end).
 
 Examples assume ``import jax.numpy as jnp`` and ``from jaxfund import schedules``.
 """
@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -168,8 +167,10 @@ def _pow(gamma: float, n: jax.Array) -> jax.Array:
     c = math.log(gamma)
     c1 = _round_bits(c, 12) if c else 0.0
     n_lo = n % 4096
-    return (jnp.exp(_float(n - n_lo) * c1) * jnp.exp(_float(n_lo) * c1)
-            * jnp.exp(_float(n) * (c - c1)))
+    # The barrier keeps XLA from rewriting exp(a) * exp(b) as exp(a + b), which rounds a + b.
+    parts = jax.lax.optimization_barrier(
+        (jnp.exp(_float(n - n_lo) * c1), jnp.exp(_float(n_lo) * c1), jnp.exp(_float(n) * (c - c1))))
+    return parts[0] * parts[1] * parts[2]
 
 
 def _sin2(num: jax.Array, den: Any) -> jax.Array:
@@ -178,7 +179,7 @@ def _sin2(num: jax.Array, den: Any) -> jax.Array:
 
 
 def _affine(start: float, end: float, w_start: jax.Array, w_end: jax.Array) -> jax.Array:
-    """``start * w_start + end * w_end`` (``w_start + w_end = 1``): no cancellation near either end."""
+    """``start * w_start + end * w_end`` with ``w_start + w_end = 1``: no cancellation."""
     return start * w_start + end * w_end
 
 
@@ -301,7 +302,7 @@ def multi_step_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> S
 
 
 def constant_lr(lr: float, factor: float = 1.0 / 3, total_iters: int = 5) -> Schedule:
-    """``lr * factor`` for ``t < total_iters``, then ``lr`` (``torch.optim.lr_scheduler.ConstantLR``).
+    """``lr * factor`` for ``t < total_iters``, then ``lr`` (``torch...ConstantLR``).
 
     ``factor`` in ``(0, 1]`` (torch divides by it at ``total_iters``). With ``total_iters=0``
     torch's recursion keeps ``lr * factor`` forever (its closed form says ``lr``); so do we.
@@ -683,7 +684,7 @@ def sequential_lr(lr: float, schedulers: Sequence[Schedule], milestones: Sequenc
 
 
 def chained_scheduler(lr: float, schedulers: Sequence[Schedule]) -> Schedule:
-    """All ``schedulers`` stepped together, in order (``torch.optim.lr_scheduler.ChainedScheduler``).
+    """All ``schedulers`` stepped together, in order (``torch...ChainedScheduler``).
 
     Each torch step of a member either multiplies the current lr (``step_lr``, ``multi_step_lr``,
     ``constant_lr``, ``linear_lr``, ``exponential_lr``, ``polynomial_lr``, ``multiplicative_lr``:
