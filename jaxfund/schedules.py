@@ -24,7 +24,7 @@ as ``(T - t) / T``. Values are within a few ulps of the exact ones in float32 an
 torch's float64 recursion itself rounds (notably ``CosineAnnealingLR`` with ``eta_min > 0``: the
 ``+ eta_min`` rounding near the minimum is amplified by up to ``~T_max**2`` in the following
 steps), our value differs from torch's by torch's own rounding error, bounded by
-``eps64 * (lr + eta_min * T_max**2)``. Where torch's recursion differs from its closed form for
+``eps64 * (4 lr + eta_min * T_max**2)``. Where torch's recursion differs from its closed form for
 real, we follow the recursion (what torch returns): ``constant_lr``/``linear_lr`` with
 ``total_iters=0`` keep ``factor``/``start_factor`` forever, ``polynomial_lr`` with
 ``total_iters=0`` keeps ``lr``.
@@ -403,7 +403,7 @@ def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule
     Computed as ``sin(pi (T_max - r) / (2 T_max))**2`` with the exact remainder ``r`` of ``t``,
     so the values near ``eta_min`` are accurate. torch's float64 recursion rounds ``+ eta_min``
     near the minimum and the following steps amplify that by up to ``~T_max**2``: our values
-    differ from torch's by at most ``eps64 * (lr + eta_min * T_max**2)`` (``eps64 = 2.2e-16``).
+    differ from torch's by at most ``eps64 * (4 lr + eta_min * T_max**2)`` (``eps64 = 2.2e-16``).
     Not usable in :func:`chained_scheduler` (its torch step is an affine map of the current lr).
 
     >>> [round(float(schedules.cosine_annealing_lr(1.0, 2)(t)), 3) for t in range(5)]
@@ -767,9 +767,9 @@ def reduce_lr_on_plateau(
     pass the metric to every update: ``opt.update(grads, state, params, value=metric)``.
     Every update call is one torch ``scheduler.step(metric)`` *after* the step: the updates of
     the call are scaled with the lr before ``metric`` is seen, as in torch's loop
-    ``opt.step(); sched.step(metric)``. To step it once per epoch as torch usually does, run the
-    plateau logic on epoch metrics outside the optimizer, or pass the epoch's metric and count
-    each update as a step. ``lr`` (needed because ``min_lr`` and ``eps`` are absolute) must be
+    ``opt.step(); sched.step(metric)``. torch code that calls ``step(metric)`` once per epoch
+    with several optimizer steps per epoch has no exact equivalent here: every update counts,
+    so ``patience`` and ``cooldown`` are in updates. ``lr`` (needed because ``min_lr`` and ``eps`` are absolute) must be
     ``> 0``; ``state.lr`` is the current learning rate. The rule, in the state's float dtype:
     a metric is better than ``best`` by ``threshold`` (``rel``: a factor ``1 -/+ threshold``;
     ``abs``: a difference); more than ``patience`` bad steps in a row reduce the lr to
