@@ -14,8 +14,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("activations", "losses", "optimizers", "averaging", "tasks", "models", "train",
-               "checkpoint", "data", "experiments")
+_SUBMODULES = ("activations", "losses", "optimizers", "schedules", "averaging", "tasks", "models",
+               "train", "checkpoint", "data", "experiments")
 
 __all__ = ["__version__", *_SUBMODULES]
 
