@@ -198,7 +198,6 @@ ROWS = [
     Row("logistic-wolfe-lr30", "logistic", {**SW, "lr": 30.0, "max_iter": 5}),
     Row("mlp-fixed-iter8", "mlp", {"max_iter": 8}),
     Row("mlp-wolfe-iter8", "mlp", {**SW, "max_iter": 8}),
-    Row("mlp-wolfe-hist5-iter8", "mlp", {**SW, "history_size": 5, "max_iter": 8}),
 ]
 BY_ID = {r.id: r for r in ROWS}
 
@@ -281,3 +280,116 @@ def test_strong_wolfe_matches_torch(case):
     # The gradient's terms are at most a few hundred here, so its rounding is below 1e-12 even
     # where they cancel.
     np.testing.assert_allclose(g_new, g_ref.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# jit, float32, schedules, optax.lbfgs, invalid arguments.
+
+
+def _logistic_update(opt, params, state):
+    value, grad = jax.value_and_grad(_logistic_jax)(params)
+    return opt.update(grad, state, params, value=value, grad=grad, value_fn=_logistic_jax)
+
+
+def test_jit_compiles_once_and_equals_eager():
+    opt = lbfgs(max_iter=2)
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def jitted(params, state):
+        return _logistic_update(opt, params, state)
+
+    params = {"b": jnp.float32(0.1), "w": jnp.full(5, -0.2, jnp.float32)}
+    eager = fast = params
+    eager_state = fast_state = opt.init(params)
+    for _ in range(2):
+        updates, eager_state = _logistic_update(opt, eager, eager_state)
+        eager = optax.apply_updates(eager, updates)
+        updates, fast_state = jitted(fast, fast_state)
+        fast = optax.apply_updates(fast, updates)
+    # The loop is compiled in both; only the few operations outside it may round differently.
+    chex.assert_trees_all_close(fast, eager, rtol=1e-6)
+    assert int(fast_state.n_iter) == int(eager_state.n_iter)
+
+
+def test_float32_converges():
+    opt = lbfgs(line_search_fn="strong_wolfe")
+    params = {"b": jnp.float32(0.1), "w": jnp.full(5, -0.2, jnp.float32)}
+    state = opt.init(params)
+    step = jax.jit(functools.partial(_logistic_update, opt))
+    for _ in range(3):
+        updates, state = step(params, state)
+        params = optax.apply_updates(params, updates)
+    assert jax.tree.leaves(jax.tree.map(lambda a: a.dtype, (params, state.old_dirs))) == \
+        [jnp.float32] * 3
+    _, ref = runs("logistic-fixed-iter3")  # float64 torch, converged to the minimum
+    # At the minimum the loss is flat: its float32 value is off by its own rounding (~1e-7
+    # relative per term, 200 terms averaged) plus the square of the float32 parameter error.
+    np.testing.assert_allclose(float(_logistic_jax(params)), ref.loss[-1], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.flatten_util.ravel_pytree(params)[0]),
+                               ref.params[-1], atol=1e-3)
+
+
+def test_constant_schedule_equals_float_lr():
+    params = {"b": jnp.float32(0.1), "w": jnp.full(5, -0.2, jnp.float32)}
+    by_float = lbfgs(lr=0.5, max_iter=2)
+    by_schedule = lbfgs(lr=optax.constant_schedule(0.5), max_iter=2)
+    a, _ = _logistic_update(by_float, params, by_float.init(params))
+    b, _ = _logistic_update(by_schedule, params, by_schedule.init(params))
+    chex.assert_trees_all_equal(a, b)
+
+
+def test_differs_from_optax_lbfgs():
+    """The docstring's numbers: one update (torch's step) vs twenty optax.lbfgs updates."""
+    with float64():
+        x0 = jnp.array([-1.5, 2.0])
+        f = PROBLEMS["rosenbrock2"].jax_fn
+        ours = run_jax(PROBLEMS["rosenbrock2"], SW, 1).params[0]
+        ref = run_torch(PROBLEMS["rosenbrock2"], SW, 1).params[0]
+        solver, value_and_grad = optax.lbfgs(), optax.value_and_grad_from_state(f)
+
+        @jax.jit
+        def optax_step(x, state):
+            value, grad = value_and_grad(x, state=state)
+            updates, state = solver.update(grad, state, x, value=value, grad=grad, value_fn=f)
+            return optax.apply_updates(x, updates), state
+
+        x, state = x0, solver.init(x0)
+        for _ in range(20):
+            x, state = optax_step(x, state)
+    assert max_rel_err(ours, ref) <= TOL
+    np.testing.assert_allclose(ours, [-0.0851, -0.0288], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(x), [0.346, 0.0988], atol=1e-3)
+    assert round(float(np.max(np.abs(np.asarray(x) - ours))), 2) == 0.43
+
+
+INVALID = [
+    ({"lr": -1.0}, ValueError, "lr"),
+    ({"lr": "1"}, TypeError, "lr"),
+    ({"max_iter": 0}, ValueError, "max_iter"),
+    ({"max_iter": 2.5}, TypeError, "max_iter"),
+    ({"max_eval": 0}, ValueError, "max_eval"),
+    ({"max_eval": 1.5}, TypeError, "max_eval"),
+    ({"tolerance_grad": -1e-7}, ValueError, "tolerance_grad"),
+    ({"tolerance_grad": "small"}, TypeError, "tolerance_grad"),
+    ({"tolerance_change": -1e-9}, ValueError, "tolerance_change"),
+    ({"tolerance_change": None}, TypeError, "tolerance_change"),
+    ({"history_size": 0}, ValueError, "history_size"),
+    ({"history_size": True}, TypeError, "history_size"),
+    ({"line_search_fn": "wolfe"}, ValueError, "line_search_fn"),
+    ({"line_search_fn": 1}, TypeError, "line_search_fn"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, name", INVALID, ids=[str(k) for k, _, _ in INVALID])
+def test_invalid_arguments(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        lbfgs(**kwargs)
+
+
+def test_update_without_the_objective_raises():
+    opt = lbfgs()
+    params = jnp.zeros(2)
+    with pytest.raises(ValueError, match="value_fn"):
+        opt.update(params, opt.init(params), params, value=jnp.float32(0.0))
