@@ -127,7 +127,7 @@ def check_real(
         _check_bounds(value, name, low, high, low_open, high_open)
         return float(value)
     if array_ok and isinstance(value, _ARRAY_TYPES) and _is_real_dtype(value.dtype):
-        if not isinstance(value, jax.core.Tracer):
+        if not is_traced(value):
             _check_bounds(value, name, low, high, low_open, high_open)
         return value
     kind = "a real number or an array" if array_ok else "a real number"
@@ -138,25 +138,100 @@ def _is_real_dtype(dtype: Any) -> bool:
     return jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
 
 
-def check_lr(lr: Any, name: str = "lr") -> Any:
-    """Checks a learning rate: a real number ``>= 0`` or a schedule ``count -> lr`` (any callable).
+def is_traced(x: Any) -> bool:
+    """True for a value only known at run time (a tracer under ``jit``, ``vmap`` or ``grad``)."""
+    return isinstance(x, jax.core.Tracer)
 
-    Raises ``TypeError`` for anything else and ``ValueError`` for a negative number. Returns a
-    number as a ``float`` and a schedule unchanged.
+
+def _concrete_bound(bound: Any) -> float | None:
+    """A bound as a ``float``; None (no check) where it is a traced array."""
+    if bound is None or is_traced(bound):
+        return None
+    return float(np.asarray(bound))
+
+
+def check_hyperparameter(
+    value: Any,
+    name: str,
+    *,
+    low: Any = None,
+    high: Any = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Any:
+    """Checks a numeric hyperparameter: a real number, or a scalar JAX/NumPy array (traced too).
+
+    A Python or NumPy real number is returned as a ``float`` (as :func:`check_real`). A
+    0-dimensional array of a real dtype is returned as a JAX array (an integer one as the default
+    float dtype), so the hyperparameter can be a jit argument, a ``vmap``-ed sweep or injected by
+    ``optax.inject_hyperparams``. The range ``low <= value <= high`` (``<`` with
+    ``low_open``/``high_open``; NaN fails any bound) is checked whenever the value is concrete and
+    skipped under tracing, where it is unknown. ``low`` and ``high`` may be such values too.
+    Raises ``TypeError`` for anything else (a ``bool``, a string, ``None``, an array with a shape)
+    and ``ValueError`` for a concrete value out of range.
+
+    >>> check_hyperparameter(jnp.asarray(0.9), "momentum", low=0.0)
+    Array(0.9, dtype=float32, weak_type=True)
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return check_real(value, name, low=_concrete_bound(low), high=_concrete_bound(high),
+                          low_open=low_open, high_open=high_open)
+    if not (isinstance(value, _ARRAY_TYPES) and _is_real_dtype(value.dtype)):
+        raise TypeError(
+            f"{name} must be a real number or a scalar array, got {value!r} of type "
+            f"{type(value).__name__}"
+        )
+    if np.ndim(value) != 0:
+        raise ValueError(
+            f"{name} must be a scalar, got an array of shape {tuple(np.shape(value))}; to try "
+            f"several values at once, jax.vmap over a scalar {name}"
+        )
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.integer):
+        value = value.astype(jnp.result_type(float))
+    if not is_traced(value):
+        _check_bounds(value, name, _concrete_bound(low), _concrete_bound(high), low_open,
+                      high_open)
+    return value
+
+
+def check_lr(lr: Any, name: str = "lr") -> Any:
+    """Checks a learning rate: a finite real number ``>= 0``, a scalar array (traced too) or a
+    schedule ``count -> lr`` (any callable).
+
+    Raises ``TypeError`` for anything else and ``ValueError`` for a negative or non-finite number
+    (an array's value is checked where it is concrete, see :func:`check_hyperparameter`). Returns a
+    number as a ``float``, an array as a JAX array and a schedule unchanged; a schedule's values
+    are checked by :func:`check_lr_value` as they are used.
     """
     if callable(lr):
         return lr
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+    if isinstance(lr, bool) or not isinstance(lr, (numbers.Real, *_ARRAY_TYPES)):
         raise TypeError(
-            f"{name} must be a float >= 0 or a schedule step -> lr, got {lr!r} of type "
-            f"{type(lr).__name__}"
+            f"{name} must be a float >= 0, a scalar array or a schedule step -> lr, got {lr!r} "
+            f"of type {type(lr).__name__}"
         )
-    return check_real(lr, name, low=0.0)
+    lr = check_hyperparameter(lr, name, low=0.0)
+    check_lr_value(lr, name)
+    return lr
+
+
+def check_lr_value(lr: Any, name: str = "lr", count: Any = None) -> None:
+    """``ValueError`` if a concrete learning rate (a schedule's value at ``count``) is negative,
+    infinite or NaN; nothing for a traced one (under ``jit`` it is unknown until run time)."""
+    if is_traced(lr) or is_traced(count):
+        return
+    value = np.asarray(lr)
+    if not (np.isfinite(value).all() and (value >= 0).all()):
+        at = "" if count is None else f" (the schedule's value at count {np.asarray(count)})"
+        raise ValueError(f"{name} must be finite and >= 0, got {lr!r}{at}")
 
 
 def check_pair(value: Any, name: str) -> tuple[Any, Any]:
-    """Returns ``value`` as a 2-tuple: ``TypeError`` unless a tuple or list, ``ValueError`` unless
-    it has two items."""
+    """Returns ``value`` as a 2-tuple: ``TypeError`` unless a tuple, list or 1-d array,
+    ``ValueError`` unless it has two items."""
+    if isinstance(value, _ARRAY_TYPES) and np.ndim(value) == 1:
+        value = tuple(value)
     if not isinstance(value, (tuple, list)):
         raise TypeError(f"{name} must be a pair (tuple), got {value!r} of type "
                         f"{type(value).__name__}")
@@ -165,13 +240,50 @@ def check_pair(value: Any, name: str) -> tuple[Any, Any]:
     return value[0], value[1]
 
 
-def check_betas(betas: Any, name: str = "betas") -> tuple[float, float]:
-    """Returns ``(beta1, beta2)`` as floats, each in ``[0, 1)``, from a pair (torch's ``betas``)."""
+def check_betas(betas: Any, name: str = "betas") -> tuple[Any, Any]:
+    """Returns ``(beta1, beta2)``, each in ``[0, 1)``, from a pair (torch's ``betas``); each a
+    ``float`` or a scalar array (see :func:`check_hyperparameter`)."""
     b1, b2 = check_pair(betas, name)
     return tuple(
-        check_real(b, f"{name}[{i}]", low=0.0, high=1.0, high_open=True)
+        check_hyperparameter(b, f"{name}[{i}]", low=0.0, high=1.0, high_open=True)
         for i, b in enumerate((b1, b2))
     )
+
+
+def check_grads(grads: Any, like: Any = None, like_name: str = "params") -> None:
+    """Trace-time check of an optimizer's gradients (shapes and dtypes only: free at run time).
+
+    Every leaf of ``grads`` must be a floating-point array (an integer gradient would be cast and
+    its update truncated). Given ``like`` (the params, or a state tree that ``init`` built from
+    them), ``grads`` must have its tree structure and, leaf by leaf, its shapes (a ``(1,)``
+    gradient would otherwise broadcast over a ``(3,)`` parameter silently). Raises ``TypeError``
+    or ``ValueError`` naming the leaf and showing what was seen.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(grads)
+    for path, g in leaves:
+        dtype = getattr(g, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+            seen = (f"dtype {np.dtype(dtype)} with shape {tuple(np.shape(g))}" if dtype is not None
+                    else f"{type(g).__name__} {g!r}")
+            raise TypeError(
+                f"grads{jax.tree_util.keystr(path)} must be a floating-point array, got {seen}; "
+                "differentiate a float loss with respect to float params"
+            )
+    if like is None:
+        return
+    like_leaves, like_def = jax.tree_util.tree_flatten_with_path(like)
+    if like_def != treedef:
+        raise ValueError(
+            f"grads and {like_name} have different tree structures: grads {treedef}, "
+            f"{like_name} {like_def}"
+        )
+    for (path, g), (_, p) in zip(leaves, like_leaves):
+        if np.shape(g) != np.shape(p):
+            key = jax.tree_util.keystr(path)
+            raise ValueError(
+                f"grads{key} has shape {tuple(np.shape(g))} but {like_name}{key} has shape "
+                f"{tuple(np.shape(p))}; each gradient must have its parameter's shape"
+            )
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:

@@ -26,17 +26,41 @@ direction. The stateless pieces (:func:`maximize`, :func:`add_weight_decay`) hol
 of updates applied so far). Hyperparameters are checked at construction: ``TypeError`` for a
 wrong type, ``ValueError`` for a wrong value, naming the argument.
 
-Learning rates. ``lr`` is a float or a schedule ``count -> lr`` (any optax schedule). The
-schedule is evaluated at the 0-based ``count``, which is torch's ``step - 1``: a torch
-``LambdaLR(opt, lambda e: f(e) / lr)`` stepped once per optimizer step gives the same rates.
+Array and traced hyperparameters. Every numeric hyperparameter (``lr``, each of ``betas``,
+``eps``, ``weight_decay``, ``momentum``, ``dampening``, ``alpha``, ``rho``, ``lr_decay``, ...) may
+also be a scalar JAX array, traced included: a ``jit`` argument, a ``jax.vmap``-ed sweep
+(``jax.vmap(lambda lr: run(adam(lr)))(lrs)`` equals one run per ``lr``) or
+``optax.inject_hyperparams(optimizers.adamw)(lr=1e-3, weight_decay=0.1)`` (the flags ``nesterov``,
+``amsgrad``, ``centered``, ``maximize`` and ``decoupled_weight_decay`` stay static; tuples such as
+``betas`` are static there too). Ranges are checked where the value is concrete and skipped under
+tracing. An array hyperparameter keeps its piece of the chain even when it is zero (a Python
+``0.0`` leaves it out), so the state's structure never depends on a traced value; the update is
+the one torch computes. A float32 array is rounded before scalars such as ``1 - alpha`` are formed
+(a Python float is not), so RMSprop, Adadelta or NAdam fed float32 arrays differ from the
+Python-float run in the last bits; float64 arrays give the same run. ``inject_hyperparams`` stores
+the hyperparameters in the params' dtype (bfloat16 params: a bfloat16 ``lr``); pass
+``hyperparam_dtype=jnp.float32`` for low-precision params.
+
+Gradients. ``update`` checks at trace time (for free) that the gradients are floating point and
+have the params' tree structure and shapes, or without params the shapes of the state ``init``
+built: a ``(1,)`` gradient for a ``(3,)`` parameter raises instead of broadcasting.
+
+Learning rates. ``lr`` is a float, a scalar array or a schedule ``count -> lr`` (any optax
+schedule). The schedule is evaluated at the 0-based ``count``, which is torch's ``step - 1``: a
+torch ``LambdaLR(opt, lambda e: f(e) / lr)`` stepped once per optimizer step gives the same rates.
 The learning rate multiplies the final direction, after momentum, as in torch (this matters for
-RMSprop and SGD momentum under a schedule).
+RMSprop and SGD momentum under a schedule). A negative or non-finite learning rate is refused
+(``ValueError``) wherever it is concrete: a constant, or a schedule's value in an eager ``update``.
+Under ``jit`` a schedule's value is a tracer and is used as it is: a negative rate steps up the
+gradient, a NaN or infinite one makes the params NaN. Clip a schedule that can leave ``[0, inf)``,
+e.g. ``lambda c: jnp.maximum(schedule(c), 0.0)``.
 
 Step scalars. Bias corrections ``1 - beta**t`` are computed as ``-expm1(t * log(beta))`` with
-``log(beta)`` a Python (float64) constant, RAdam's ``rho_t`` with a series that avoids the
-cancellation of ``rho_inf - 2 t beta**t / (1 - beta**t)``, and NAdam's momentum factors through
-``exp``. They are evaluated in float32 (float64 under ``jax.enable_x64``) and are accurate to a few
-ulps (< 4e-7 relative in float32), where optax's ``1 - beta**t`` in float32 is off by ~1e-5.
+``log(beta)`` a Python (float64) constant (an array ``beta`` is only known to its own precision),
+RAdam's ``rho_t`` with a series that avoids the cancellation of
+``rho_inf - 2 t beta**t / (1 - beta**t)``, and NAdam's momentum factors through ``exp``. They are
+evaluated in float32 (float64 under ``jax.enable_x64``) and are accurate to a few ulps (< 4e-7
+relative in float32), where optax's ``1 - beta**t`` in float32 is off by ~1e-5.
 
 Dtype policy. Moments (and every other per-parameter state) are stored in float32 for
 parameters of lower precision (bfloat16, float16) and in the parameter dtype otherwise; the
@@ -92,7 +116,7 @@ __all__ = [
     "sgd",
 ]
 
-ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 PyTree = Any
 
 
@@ -120,13 +144,51 @@ def _step(count: jax.Array) -> jax.Array:
     return (count + 1).astype(_scalar_dtype())
 
 
-def _one_minus_pow(beta: float, t: jax.Array) -> jax.Array:
-    """``1 - beta ** t`` to a few ulps: ``-expm1(t * log(beta))``."""
-    return jnp.ones_like(t) if beta == 0.0 else -jnp.expm1(t * math.log(beta))
+def _one_minus_pow(beta: float | jax.Array, t: jax.Array) -> jax.Array:
+    """``1 - beta ** t`` to a few ulps: ``-expm1(t * log(beta))``.
+
+    ``log(beta)`` is a float64 constant for a Python ``beta``; an array ``beta`` (traced, say) is
+    only known in its own precision, so its logarithm is taken there (``beta = 0`` gives
+    ``-expm1(-inf) = 1``).
+    """
+    if isinstance(beta, float):
+        return jnp.ones_like(t) if beta == 0.0 else -jnp.expm1(t * math.log(beta))
+    return -jnp.expm1(t * jnp.log(beta))
 
 
-def _lr_at(lr: ScalarOrSchedule, count: jax.Array) -> jax.Array:
-    return jnp.asarray(lr(count) if callable(lr) else lr, _scalar_dtype())
+def _lr_at(lr: ScalarOrSchedule, count: jax.Array | int) -> jax.Array:
+    """The learning rate at ``count`` in the scalar dtype. A schedule's value is refused where it
+    is concrete and negative or non-finite (eagerly); under ``jit`` it is a tracer and is used as
+    it is."""
+    if callable(lr):
+        value = lr(count)
+        _checks.check_lr_value(value, "lr", count)
+        return jnp.asarray(value, _scalar_dtype())
+    return jnp.asarray(lr, _scalar_dtype())
+
+
+def _is_zero(x: float | jax.Array) -> bool:
+    """True for a Python zero only. A hyperparameter given as an array may be traced, so the
+    transformations (and the state's structure) must not depend on its value: it keeps its piece
+    even when it is zero, and the piece computes what torch computes without it."""
+    return isinstance(x, float) and x == 0.0
+
+
+def _like(x: float | jax.Array, dtype: jnp.dtype) -> float | jax.Array:
+    """A hyperparameter (or a scalar derived from one) for arithmetic in ``dtype``: a Python
+    float unchanged (weakly typed, rounded once where it meets the array, as always), an array
+    cast to ``dtype`` (so a float64 hyperparameter does not promote a float32 state)."""
+    return x if isinstance(x, float) else x.astype(dtype)
+
+
+def _select(cond: bool | jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a if cond else b`` for a Python condition, ``jnp.where`` for an array one."""
+    if isinstance(cond, bool):
+        return a if cond else b
+    return jnp.where(cond, a, b)
+
+
+_hyper = _checks.check_hyperparameter
 
 
 def _map(fn: Callable[..., tuple], n_out: int, tree: PyTree, *rest: PyTree) -> tuple:
@@ -188,7 +250,8 @@ def _add_weight_decay(weight_decay: float) -> optax.GradientTransformation:
         if params is None:
             raise ValueError("add_weight_decay needs params: call update(grads, state, params)")
         updates = jax.tree.map(
-            lambda u, p: (u + weight_decay * p.astype(u.dtype)).astype(u.dtype), updates, params
+            lambda u, p: (u + _like(weight_decay, u.dtype) * p.astype(u.dtype)).astype(u.dtype),
+            updates, params,
         )
         return updates, state
 
@@ -216,7 +279,7 @@ def add_weight_decay(weight_decay: float) -> optax.GradientTransformation:
         >>> updates
         Array([0.5, 1. ], dtype=float32)
     """
-    return _add_weight_decay(_checks.check_real(weight_decay, "weight_decay", low=0.0))
+    return _add_weight_decay(_hyper(weight_decay, "weight_decay", low=0.0))
 
 
 def _scale_by_lr(lr: ScalarOrSchedule) -> optax.GradientTransformation:
@@ -294,13 +357,13 @@ def add_decoupled_weight_decay(
         Array([-0.25, -0.5 ], dtype=float32)
     """
     return _add_decoupled_weight_decay(
-        _checks.check_lr(lr), _checks.check_real(weight_decay, "weight_decay", low=0.0)
+        _checks.check_lr(lr), _hyper(weight_decay, "weight_decay", low=0.0)
     )
 
 
 def _lr_and_decay(lr: Any, weight_decay: Any) -> tuple[ScalarOrSchedule, float]:
     """An optimizer's checked ``lr`` and ``weight_decay``."""
-    return _checks.check_lr(lr), _checks.check_real(weight_decay, "weight_decay", low=0.0)
+    return _checks.check_lr(lr), _hyper(weight_decay, "weight_decay", low=0.0)
 
 
 def _chain(
@@ -315,17 +378,32 @@ def _chain(
 
     The arguments are already checked. ``weight_decay`` is coupled (torch's L2, before the
     directions) unless ``decoupled`` (AdamW's, after the step); ``scale=False`` for directions
-    that already include the learning rate.
+    that already include the learning rate. A Python zero ``weight_decay`` leaves its piece out;
+    an array one keeps it (see :func:`_is_zero`). The gradients are checked against the params
+    first (:func:`_checked`).
     """
     parts = [_maximize()] if maximize else []
-    if weight_decay and not decoupled:
+    if not _is_zero(weight_decay) and not decoupled:
         parts.append(_add_weight_decay(weight_decay))
     parts.extend(directions)
     if scale:
         parts.append(_scale_by_lr(lr))
-    if weight_decay and decoupled:
+    if not _is_zero(weight_decay) and decoupled:
         parts.append(_add_decoupled_weight_decay(lr, weight_decay))
-    return parts[0] if len(parts) == 1 else optax.chain(*parts)
+    return _checked(parts[0] if len(parts) == 1 else optax.chain(*parts))
+
+
+def _checked(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """``tx`` whose ``update`` first checks the gradients: floating point and, given params, of
+    their structure and shapes (:func:`_checks.check_grads`; static, so free at run time). The
+    state is ``tx``'s."""
+    inner = optax.with_extra_args_support(tx)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        _checks.check_grads(updates, params)
+        return inner.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,9 +419,11 @@ class MomentumState(NamedTuple):
     momentum_buffer: PyTree
 
 
-def _momentum_args(momentum: Any, dampening: Any, nesterov: bool) -> tuple[float, float]:
-    momentum = _checks.check_real(momentum, "momentum", low=0.0)
-    dampening = _checks.check_real(dampening, "dampening", low=0.0)
+def _momentum_args(momentum: Any, dampening: Any, nesterov: bool) -> tuple[Any, Any]:
+    momentum = _hyper(momentum, "momentum", low=0.0)
+    dampening = _hyper(dampening, "dampening", low=0.0)
+    if _checks.is_traced(momentum) or _checks.is_traced(dampening):
+        return momentum, dampening
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError(
             f"nesterov=True requires momentum > 0 and dampening == 0, got momentum={momentum}, "
@@ -360,7 +440,7 @@ def scale_by_momentum(
 
     ``buf = g`` at the first step (never dampened), then ``buf = momentum buf + (1 - dampening)
     g``; the direction is ``g + momentum buf`` (``nesterov``) or ``buf``. ``momentum=0`` is
-    the identity.
+    the identity (torch keeps no buffer then).
 
     Args:
         momentum: momentum factor ``>= 0``.
@@ -392,9 +472,10 @@ def scale_by_momentum(
         def leaf(g, b):
             gs = g.astype(b.dtype)
             b = keep.astype(b.dtype) * b + new.astype(b.dtype) * gs
-            out = gs + momentum * b if nesterov else b
-            return out.astype(g.dtype), b
+            out = gs + _like(momentum, b.dtype) * b if nesterov else b
+            return _select(momentum == 0, gs, out).astype(g.dtype), b
 
+        _checks.check_grads(updates, state.momentum_buffer, "state.momentum_buffer")
         out, buf = _map(leaf, 2, updates, state.momentum_buffer)
         return out, MomentumState(_new_count(state.count), buf)
 
@@ -410,8 +491,8 @@ class AdamState(NamedTuple):
     max_exp_avg_sq: PyTree
 
 
-def _eps(eps: Any) -> float:
-    return _checks.check_real(eps, "eps", low=0.0)
+def _eps(eps: Any) -> float | jax.Array:
+    return _hyper(eps, "eps", low=0.0)
 
 
 def scale_by_adam(
@@ -454,14 +535,16 @@ def scale_by_adam(
 
         def leaf(g, m, v, vmax=None):
             gs = g.astype(m.dtype)
-            m = m + (1.0 - b1) * (gs - m)
-            v = b2 * v + (1.0 - b2) * (gs * gs)
+            c1, b2_, c2, eps_ = (_like(x, m.dtype) for x in (1.0 - b1, b2, 1.0 - b2, eps))
+            m = m + c1 * (gs - m)
+            v = b2_ * v + c2 * (gs * gs)
             if amsgrad:
                 vmax = jnp.maximum(vmax, v)
-            denom = jnp.sqrt(vmax if amsgrad else v) * inv_sqrt_bc2.astype(m.dtype) + eps
+            denom = jnp.sqrt(vmax if amsgrad else v) * inv_sqrt_bc2.astype(m.dtype) + eps_
             out = (m * inv_bc1.astype(m.dtype)) / denom
             return out.astype(g.dtype), m, v, vmax
 
+        _checks.check_grads(updates, state.exp_avg, "state.exp_avg")
         trees = (updates, state.exp_avg, state.exp_avg_sq)
         if amsgrad:
             trees += (state.max_exp_avg_sq,)
@@ -504,7 +587,7 @@ def scale_by_nadam(
     """
     b1, b2 = _checks.check_betas(betas)
     eps = _eps(eps)
-    momentum_decay = _checks.check_real(momentum_decay, "momentum_decay", low=0.0)
+    momentum_decay = _hyper(momentum_decay, "momentum_decay", low=0.0)
     log_096 = math.log(0.96)
 
     def init_fn(params):
@@ -527,30 +610,37 @@ def scale_by_nadam(
 
         def leaf(g, m, v):
             gs = g.astype(m.dtype)
-            m = m + (1.0 - b1) * (gs - m)
-            v = b2 * v + (1.0 - b2) * (gs * gs)
-            denom = jnp.sqrt(v) * inv_sqrt_bc2.astype(m.dtype) + eps
+            c1, b2_, c2, eps_ = (_like(x, m.dtype) for x in (1.0 - b1, b2, 1.0 - b2, eps))
+            m = m + c1 * (gs - m)
+            v = b2_ * v + c2 * (gs * gs)
+            denom = jnp.sqrt(v) * inv_sqrt_bc2.astype(m.dtype) + eps_
             out = (c_grad.astype(m.dtype) * gs + c_avg.astype(m.dtype) * m) / denom
             return out.astype(g.dtype), m, v
 
+        _checks.check_grads(updates, state.exp_avg, "state.exp_avg")
         out, m, v = _map(leaf, 3, updates, state.exp_avg, state.exp_avg_sq)
         return out, NAdamState(_new_count(state.count), mu_product, m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _radam_rho(b2: float, t: jax.Array) -> jax.Array:
+def _radam_rho(b2: float | jax.Array, t: jax.Array) -> jax.Array:
     """RAdam's ``rho_t = rho_inf - 2 t b2**t / (1 - b2**t)`` without cancellation.
 
     With ``a = -log(b2)`` and ``y = t a``: ``rho_t = (coth(a/2) - 2/a) + t g(y)`` where
     ``g(y) = 2/y - 2/expm1(y) = 1 - y/6 + y^3/360 - ...`` (a Bernoulli series, used for
     ``y < 0.5``; the direct form loses at most two bits above). ``coth(a/2) - 2/a`` is a
-    float64 constant.
+    float64 constant for a Python ``b2`` and computed in ``b2``'s precision for an array (where
+    ``b2 = 0`` gives ``a = inf``, ``const = 1`` and ``rho_t = 1``).
     """
-    if b2 == 0.0:
-        return jnp.ones_like(t)
-    a = -math.log(b2)
-    const = 1.0 / math.tanh(a / 2.0) - 2.0 / a
+    if isinstance(b2, float):
+        if b2 == 0.0:
+            return jnp.ones_like(t)
+        a = -math.log(b2)
+        const = 1.0 / math.tanh(a / 2.0) - 2.0 / a
+    else:
+        a = -jnp.log(b2)
+        const = 1.0 / jnp.tanh(a / 2.0) - 2.0 / a
     y = t * a
     series = [1.0, -1.0 / 6, 0.0, 1.0 / 360, 0.0, -1.0 / 15120, 0.0, 1.0 / 604800, 0.0,
               -1.0 / 23950080, 0.0, 691.0 / 653837184000, 0.0, -1.0 / 1307674368000]
@@ -608,12 +698,14 @@ def scale_by_radam(
 
         def leaf(g, m, v):
             gs = g.astype(m.dtype)
-            m = m + (1.0 - b1) * (gs - m)
-            v = b2 * v + (1.0 - b2) * (gs * gs)
-            scale = jnp.where(rectify, adaptive.astype(m.dtype) / (jnp.sqrt(v) + eps), 1.0)
+            c1, b2_, c2, eps_ = (_like(x, m.dtype) for x in (1.0 - b1, b2, 1.0 - b2, eps))
+            m = m + c1 * (gs - m)
+            v = b2_ * v + c2 * (gs * gs)
+            scale = jnp.where(rectify, adaptive.astype(m.dtype) / (jnp.sqrt(v) + eps_), 1.0)
             out = (m * inv_bc1.astype(m.dtype)) * scale
             return out.astype(g.dtype), m, v
 
+        _checks.check_grads(updates, state.exp_avg, "state.exp_avg")
         out, m, v = _map(leaf, 3, updates, state.exp_avg, state.exp_avg_sq)
         return out, AdamState(_new_count(state.count), m, v, None)
 
@@ -653,14 +745,15 @@ def scale_by_rmsprop(
         >>> [round(u, 4) for u in updates.tolist()]
         [10.0, -10.0]
     """
-    alpha = _checks.check_real(alpha, "alpha", low=0.0, high=1.0)
+    alpha = _hyper(alpha, "alpha", low=0.0, high=1.0)
     eps = _eps(eps)
-    momentum = _checks.check_real(momentum, "momentum", low=0.0)
+    momentum = _hyper(momentum, "momentum", low=0.0)
+    has_buffer = not _is_zero(momentum)
 
     def init_fn(params):
         return RMSpropState(
             jnp.zeros([], jnp.int32), _zeros(params), _zeros(params) if centered else None,
-            _zeros(params) if momentum else None,
+            _zeros(params) if has_buffer else None,
         )
 
     def update_fn(updates, state, params=None):
@@ -668,25 +761,27 @@ def scale_by_rmsprop(
 
         def leaf(g, sq, ga=None, buf=None):
             gs = g.astype(sq.dtype)
-            sq = alpha * sq + (1.0 - alpha) * (gs * gs)
+            alpha_, c, eps_ = (_like(x, sq.dtype) for x in (alpha, 1.0 - alpha, eps))
+            sq = alpha_ * sq + c * (gs * gs)
             if centered:
-                ga = ga + (1.0 - alpha) * (gs - ga)
-                avg = jnp.sqrt(sq - ga * ga) + eps
+                ga = ga + c * (gs - ga)
+                avg = jnp.sqrt(sq - ga * ga) + eps_
             else:
-                avg = jnp.sqrt(sq) + eps
+                avg = jnp.sqrt(sq) + eps_
             out = gs / avg
-            if momentum:
-                buf = momentum * buf + out
-                out = buf
+            if has_buffer:
+                buf = _like(momentum, sq.dtype) * buf + out
+                out = _select(momentum == 0, out, buf)
             return out.astype(g.dtype), sq, ga, buf
 
+        _checks.check_grads(updates, state.square_avg, "state.square_avg")
         trees = [updates, state.square_avg]
         trees.append(state.grad_avg if centered else jax.tree.map(lambda _: None, updates))
-        if momentum:
+        if has_buffer:
             trees.append(state.momentum_buffer)
         out, sq, ga, buf = _map(leaf, 4, *trees)
         return out, RMSpropState(
-            _new_count(state.count), sq, ga if centered else None, buf if momentum else None
+            _new_count(state.count), sq, ga if centered else None, buf if has_buffer else None
         )
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -721,7 +816,7 @@ def scale_by_adagrad(
         >>> [round(u, 4) for u in updates.tolist()]
         [1.0, -1.0]
     """
-    initial_accumulator_value = _checks.check_real(
+    initial_accumulator_value = _hyper(
         initial_accumulator_value, "initial_accumulator_value", low=0.0
     )
     eps = _eps(eps)
@@ -735,8 +830,9 @@ def scale_by_adagrad(
         def leaf(g, s):
             gs = g.astype(s.dtype)
             s = s + gs * gs
-            return (gs / (jnp.sqrt(s) + eps)).astype(g.dtype), s
+            return (gs / (jnp.sqrt(s) + _like(eps, s.dtype))).astype(g.dtype), s
 
+        _checks.check_grads(updates, state.sum, "state.sum")
         out, s = _map(leaf, 2, updates, state.sum)
         return out, AdagradState(_new_count(state.count), s)
 
@@ -783,10 +879,12 @@ def scale_by_adamax(
 
         def leaf(g, m, u):
             gs = g.astype(m.dtype)
-            m = m + (1.0 - b1) * (gs - m)
-            u = jnp.maximum(b2 * u, jnp.abs(gs) + eps)
+            c1, b2_, eps_ = (_like(x, m.dtype) for x in (1.0 - b1, b2, eps))
+            m = m + c1 * (gs - m)
+            u = jnp.maximum(b2_ * u, jnp.abs(gs) + eps_)
             return ((m * inv_bc1.astype(m.dtype)) / u).astype(g.dtype), m, u
 
+        _checks.check_grads(updates, state.exp_avg, "state.exp_avg")
         out, m, u = _map(leaf, 3, updates, state.exp_avg, state.exp_inf)
         return out, AdamaxState(_new_count(state.count), m, u)
 
@@ -820,7 +918,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTran
         >>> [round(u, 4) for u in updates.tolist()]
         [0.0032, -0.0032]
     """
-    rho = _checks.check_real(rho, "rho", low=0.0, high=1.0)
+    rho = _hyper(rho, "rho", low=0.0, high=1.0)
     eps = _eps(eps)
 
     def init_fn(params):
@@ -831,11 +929,13 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTran
 
         def leaf(g, sq, acc):
             gs = g.astype(sq.dtype)
-            sq = rho * sq + (1.0 - rho) * (gs * gs)
-            delta = jnp.sqrt(acc + eps) / jnp.sqrt(sq + eps) * gs
-            acc = rho * acc + (1.0 - rho) * (delta * delta)
+            rho_, c, eps_ = (_like(x, sq.dtype) for x in (rho, 1.0 - rho, eps))
+            sq = rho_ * sq + c * (gs * gs)
+            delta = jnp.sqrt(acc + eps_) / jnp.sqrt(sq + eps_) * gs
+            acc = rho_ * acc + c * (delta * delta)
             return delta.astype(g.dtype), sq, acc
 
+        _checks.check_grads(updates, state.square_avg, "state.square_avg")
         out, sq, acc = _map(leaf, 3, updates, state.square_avg, state.acc_delta)
         return out, AdadeltaState(_new_count(state.count), sq, acc)
 
@@ -877,9 +977,11 @@ def scale_by_lion(betas: tuple[float, float] = (0.9, 0.99)) -> optax.GradientTra
 
         def leaf(g, m):
             gs = g.astype(m.dtype)
-            out = jnp.sign((1.0 - b1) * gs + b1 * m)
-            return out.astype(g.dtype), (1.0 - b2) * gs + b2 * m
+            c1, b1_, c2, b2_ = (_like(x, m.dtype) for x in (1.0 - b1, b1, 1.0 - b2, b2))
+            out = jnp.sign(c1 * gs + b1_ * m)
+            return out.astype(g.dtype), c2 * gs + b2_ * m
 
+        _checks.check_grads(updates, state.exp_avg, "state.exp_avg")
         out, m = _map(leaf, 2, updates, state.exp_avg)
         return out, LionState(_new_count(state.count), m)
 
@@ -900,13 +1002,12 @@ class RpropState(NamedTuple):
     step_size: PyTree
 
 
-def _rprop_step(lr: ScalarOrSchedule, etas: tuple[float, float], step_sizes: tuple[float, float]):
+def _rprop_step(lr: ScalarOrSchedule, etas: tuple[Any, Any], step_sizes: tuple[Any, Any]):
     eta_minus, eta_plus = etas
     low, high = step_sizes
 
     def init_fn(params):
-        lr0 = float(lr(0)) if callable(lr) else lr
-        return RpropState(jnp.zeros([], jnp.int32), _zeros(params), _zeros(params, lr0))
+        return RpropState(jnp.zeros([], jnp.int32), _zeros(params), _zeros(params, _lr_at(lr, 0)))
 
     def update_fn(updates, state, params=None):
         del params
@@ -915,10 +1016,12 @@ def _rprop_step(lr: ScalarOrSchedule, etas: tuple[float, float], step_sizes: tup
             gs = g.astype(prev.dtype)
             sign = jnp.sign(gs * prev)
             factor = jnp.where(sign > 0, eta_plus, jnp.where(sign < 0, eta_minus, 1.0))
-            size = jnp.clip(size * factor.astype(size.dtype), low, high)
+            size = jnp.clip(size * factor.astype(size.dtype), _like(low, size.dtype),
+                            _like(high, size.dtype))
             gs = jnp.where(sign < 0, 0.0, gs).astype(prev.dtype)
             return (-jnp.sign(gs) * size).astype(g.dtype), gs, size
 
+        _checks.check_grads(updates, state.prev, "state.prev")
         out, prev, size = _map(leaf, 3, updates, state.prev, state.step_size)
         return out, RpropState(_new_count(state.count), prev, size)
 
@@ -932,7 +1035,7 @@ class ASGDState(NamedTuple):
     ax: PyTree
 
 
-def _asgd_step(lr: ScalarOrSchedule, lambd: float, alpha: float, t0: float):
+def _asgd_step(lr: ScalarOrSchedule, lambd: Any, alpha: Any, t0: Any):
     def init_fn(params):
         return ASGDState(jnp.zeros([], jnp.int32), _zeros(params))
 
@@ -970,8 +1073,7 @@ class AdafactorState(NamedTuple):
     variance: PyTree
 
 
-def _adafactor_step(lr: ScalarOrSchedule, beta2_decay: float, eps1: float | None, eps2: float,
-                    d: float):
+def _adafactor_step(lr: ScalarOrSchedule, beta2_decay: Any, eps1: Any, eps2: Any, d: Any):
     def init_fn(params):
         def rows(p):
             if jnp.ndim(p) < 2:
@@ -1001,7 +1103,7 @@ def _adafactor_step(lr: ScalarOrSchedule, beta2_decay: float, eps1: float | None
         def leaf(g, p, row, col, var):
             dtype = _state_dtype(p)
             gs, ps = g.astype(dtype), p.astype(dtype)
-            e1 = jnp.finfo(p.dtype).eps if eps1 is None else eps1
+            e1 = jnp.finfo(p.dtype).eps if eps1 is None else _like(eps1, dtype)
             w = weight.astype(dtype)
             sq = gs * gs
             if p.ndim > 1:
@@ -1015,8 +1117,8 @@ def _adafactor_step(lr: ScalarOrSchedule, beta2_decay: float, eps1: float | None
             scaled = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * gs
             size = max(p.size, 1)
             p_rms = jnp.sqrt(jnp.sum(ps * ps) / size)
-            step = jnp.maximum(eps2, p_rms) * rho.astype(dtype)
-            denom = jnp.maximum(1.0, jnp.sqrt(jnp.sum(scaled * scaled) / size) / d)
+            step = jnp.maximum(_like(eps2, dtype), p_rms) * rho.astype(dtype)
+            denom = jnp.maximum(1.0, jnp.sqrt(jnp.sum(scaled * scaled) / size) / _like(d, dtype))
             return (-(step / denom) * scaled).astype(g.dtype), row, col, var
 
         out, row, col, var = _map(
@@ -1070,9 +1172,11 @@ def sgd(
         Array([0.95, 2.2 ], dtype=float32)
     """
     lr, weight_decay = _lr_and_decay(lr, weight_decay)
+    momentum, dampening = _momentum_args(momentum, dampening, nesterov)
     direction = scale_by_momentum(momentum, dampening, nesterov)
     return _chain(
-        *([direction] if momentum else []), lr=lr, maximize=maximize, weight_decay=weight_decay
+        *([] if _is_zero(momentum) else [direction]), lr=lr, maximize=maximize,
+        weight_decay=weight_decay,
     )
 
 
@@ -1349,8 +1453,8 @@ def adagrad(
         0.9
     """
     lr, weight_decay = _lr_and_decay(lr, weight_decay)
-    lr_decay = _checks.check_real(lr_decay, "lr_decay", low=0.0)
-    if lr_decay:
+    lr_decay = _hyper(lr_decay, "lr_decay", low=0.0)
+    if not _is_zero(lr_decay):
         def decayed(count):
             return _lr_at(lr, count) / (1.0 + count.astype(_scalar_dtype()) * lr_decay)
     else:
@@ -1474,12 +1578,11 @@ def rprop(
     """
     lr = _checks.check_lr(lr)
     eta_minus, eta_plus = _checks.check_pair(etas, "etas")
-    eta_minus = _checks.check_real(eta_minus, "etas[0]", low=0.0, high=1.0, low_open=True,
-                                   high_open=True)
-    eta_plus = _checks.check_real(eta_plus, "etas[1]", low=1.0, low_open=True)
+    eta_minus = _hyper(eta_minus, "etas[0]", low=0.0, high=1.0, low_open=True, high_open=True)
+    eta_plus = _hyper(eta_plus, "etas[1]", low=1.0, low_open=True)
     low, high = _checks.check_pair(step_sizes, "step_sizes")
-    low = _checks.check_real(low, "step_sizes[0]", low=0.0)
-    high = _checks.check_real(high, "step_sizes[1]", low=low)
+    low = _hyper(low, "step_sizes[0]", low=0.0)
+    high = _hyper(high, "step_sizes[1]", low=low)
     step = _rprop_step(lr, (eta_minus, eta_plus), (low, high))
     return _chain(step, lr=lr, maximize=maximize, scale=False)
 
@@ -1526,9 +1629,9 @@ def asgd(
     lr, weight_decay = _lr_and_decay(lr, weight_decay)
     step = _asgd_step(
         lr,
-        _checks.check_real(lambd, "lambd", low=0.0),
-        _checks.check_real(alpha, "alpha", low=0.0),
-        _checks.check_real(t0, "t0", low=0.0),
+        _hyper(lambd, "lambd", low=0.0),
+        _hyper(alpha, "alpha", low=0.0),
+        _hyper(t0, "t0", low=0.0),
     )
     return _chain(step, lr=lr, maximize=maximize, weight_decay=weight_decay, scale=False)
 
@@ -1577,10 +1680,10 @@ def adafactor(
     eps1, eps2 = _checks.check_pair(eps, "eps")
     step = _adafactor_step(
         lr,
-        _checks.check_real(beta2_decay, "beta2_decay", high=0.0),
-        None if eps1 is None else _checks.check_real(eps1, "eps[0]", low=0.0),
-        _checks.check_real(eps2, "eps[1]", low=0.0),
-        _checks.check_real(d, "d", low=1.0),
+        _hyper(beta2_decay, "beta2_decay", high=0.0),
+        None if eps1 is None else _hyper(eps1, "eps[0]", low=0.0),
+        _hyper(eps2, "eps[1]", low=0.0),
+        _hyper(d, "d", low=1.0),
     )
     return _chain(
         step, lr=lr, maximize=maximize, weight_decay=weight_decay, decoupled=True, scale=False
@@ -1660,7 +1763,7 @@ def lamb(
     """
     lr, weight_decay = _lr_and_decay(lr, weight_decay)
     directions = [scale_by_adam(betas, eps)]
-    if weight_decay:
+    if not _is_zero(weight_decay):
         directions.append(_add_weight_decay(weight_decay))
     directions.append(optax.scale_by_trust_ratio())
     return _chain(*directions, lr=lr, maximize=maximize)
