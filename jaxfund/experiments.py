@@ -162,8 +162,8 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
 
 
 def _optimizer(name: str, lr: float):
-    """``optimizers.get(name)(lr=lr)``; a bad name or lr raises naming the optimizer."""
-    factory = optim.get(name)
+    """``optimizers.first_order(name)(lr=lr)``; a bad name or lr raises naming the optimizer."""
+    factory = optim.first_order(name)
     try:
         return factory(lr=lr)
     except (TypeError, ValueError) as err:

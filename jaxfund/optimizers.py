@@ -83,6 +83,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxfund import _checks
+from jaxfund._lbfgs import LBFGSState, lbfgs
 
 __all__ = [
     "NAMES",
@@ -95,8 +96,11 @@ __all__ = [
     "add_decoupled_weight_decay",
     "add_weight_decay",
     "asgd",
+    "first_order",
     "get",
     "lamb",
+    "lbfgs",
+    "LBFGSState",
     "lion",
     "maximize",
     "nadam",
@@ -1786,6 +1790,23 @@ _TABLE = {
     "lamb": lamb,
 }
 
+# The first-order optimizers: ``update(grads, state, params)``, what a train step calls.
 NAMES: tuple[str, ...] = tuple(_TABLE)
 
-get = _checks.make_get("optimizer", _TABLE)
+# ``get`` also resolves ``"LBFGS"``: it needs the objective (``update(..., value=, value_fn=)``).
+get = _checks.make_get("optimizer", {**_TABLE, "lbfgs": lbfgs})
+
+
+def first_order(name: str) -> Callable[..., optax.GradientTransformation]:
+    """:func:`get` restricted to :data:`NAMES`, the optimizers a train step can drive with
+    ``update(grads, state, params)``: ``"LBFGS"`` is refused (it needs the objective).
+
+    >>> first_order("AdamW") is adamw
+    True
+    """
+    factory = get(name)
+    if factory is lbfgs:
+        raise ValueError(f"{name!r} needs the objective at every update (value_fn=), which a "
+                         f"train step does not pass; use one of {', '.join(NAMES)}, or call "
+                         "optimizers.lbfgs from Python")
+    return factory

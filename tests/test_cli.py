@@ -109,6 +109,8 @@ ERROR_CASES = [
     (["compare", "--datasets", "classification,nope"], ["nope", "digits"]),
     (["compare", "--activations", "relu,nope"], ["nope", "sigmoid"]),
     (["compare", "--optimizers", "adam,nope"], ["nope", "adamw"]),
+    (["train", "--optimizer", "LBFGS"], ["--optimizer", "needs the objective", "adamw"]),
+    (["compare", "--optimizers", "lbfgs"], ["--optimizers", "needs the objective"]),
     (["compare", "--datasets", "iris", "--batch-size", "500"], ["--batch-size", "120"]),
     (["plot", "--out", "{tmp}/a_file"], ["--out"]),
     (["gradients", "--activations", "nope"], ["nope", "tanh"]),

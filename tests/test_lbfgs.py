@@ -23,7 +23,8 @@ import torch
 import torch.optim.lbfgs as torch_lbfgs
 
 from jaxfund import data, models, tasks
-from jaxfund._lbfgs import _strong_wolfe, lbfgs
+from jaxfund._lbfgs import _strong_wolfe
+from jaxfund.optimizers import lbfgs
 
 # The two runs agree to rounding: XLA and torch's BLAS sum dot products in different orders
 # and autodiff rounds differently, a few ulps (~1e-16) per operation. L-BFGS feeds each

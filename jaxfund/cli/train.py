@@ -39,7 +39,7 @@ def make_optimizer(name: str, lr: float, weight_decay: float | None, option: str
     ``option``."""
     from jaxfund import optimizers
 
-    factory = _common.checked(option, optimizers.get, name)
+    factory = _common.checked(option, optimizers.first_order, name)
     kwargs: dict[str, float] = {"lr": lr}
     if weight_decay is not None:
         kwargs["weight_decay"] = weight_decay
