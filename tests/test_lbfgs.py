@@ -7,7 +7,6 @@ the counters torch keeps in its state (``n_iter``, ``func_evals``, the number of
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import pytest
 import torch
 import torch.optim.lbfgs as torch_lbfgs
 
+from _optim_ref import precision
 from jaxfund import data, models, tasks
 from jaxfund._lbfgs import _strong_wolfe
 from jaxfund.optimizers import lbfgs
@@ -203,23 +203,11 @@ ROWS = [
 BY_ID = {r.id: r for r in ROWS}
 
 
-@contextlib.contextmanager
-def float64():
-    """jax x64 and torch's default dtype float64, restored afterwards."""
-    torch_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        with jax.enable_x64(True):
-            yield
-    finally:
-        torch.set_default_dtype(torch_dtype)
-
-
 @functools.cache
 def runs(row_id: str) -> tuple[Run, Run]:
     row = BY_ID[row_id]
     problem = PROBLEMS[row.problem]
-    with float64():
+    with precision("float64"):
         return (run_jax(problem, row.kwargs, row.steps),
                 run_torch(problem, row.kwargs, row.steps))
 
@@ -264,7 +252,7 @@ def test_strong_wolfe_matches_torch(case):
         loss.backward()
         return float(loss.detach()), y.grad
 
-    with float64():
+    with precision("float64"):
         x = torch.tensor(x0)
         f, g = torch_eval(x, 0.0, torch.zeros_like(x))
         f_ref, g_ref, t_ref, evals_ref = torch_lbfgs._strong_wolfe(
@@ -343,7 +331,7 @@ def test_constant_schedule_equals_float_lr():
 
 def test_differs_from_optax_lbfgs():
     """The docstring's numbers: one update (torch's step) vs twenty optax.lbfgs updates."""
-    with float64():
+    with precision("float64"):
         x0 = jnp.array([-1.5, 2.0])
         f = PROBLEMS["rosenbrock2"].jax_fn
         ours = run_jax(PROBLEMS["rosenbrock2"], SW, 1).params[0]
