@@ -360,9 +360,7 @@ def add_decoupled_weight_decay(
         >>> updates
         Array([-0.25, -0.5 ], dtype=float32)
     """
-    return _add_decoupled_weight_decay(
-        _checks.check_lr(lr), _hyper(weight_decay, "weight_decay", low=0.0)
-    )
+    return _add_decoupled_weight_decay(*_lr_and_decay(lr, weight_decay))
 
 
 def _lr_and_decay(lr: Any, weight_decay: Any) -> tuple[ScalarOrSchedule, float]:

@@ -183,8 +183,7 @@ def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
 
 
 def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.GradientTransformation,
-                    *,
-                    task: str = "multiclass", mesh: Mesh | None = None,
+                    *, task: str = "multiclass", mesh: Mesh | None = None,
                     skip_nonfinite: bool = False, max_traces: int | None = None) -> Callable:
     """A jit-compiled train step ``step(state, batch) -> (state, metrics)``.
 
@@ -242,7 +241,7 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn | None = None, *,
       or ``{"loss", "mse"}`` for regression (``mse = mean((outputs[..., 0] - y)**2)``), as
       scalars over the whole batch.
     """
-    eval_step = _make_eval_body(apply_fn, loss_fn, task, None if mesh is None else mesh)
+    eval_step = _make_eval_body(apply_fn, loss_fn, task, mesh)
     if max_traces is not None:
         eval_step = chex.assert_max_traces(eval_step, n=max_traces)
     if mesh is None:
