@@ -82,16 +82,23 @@ class TrainState:
         does not count).
       params: the model parameters (any pytree).
       opt_state: the optimizer state, ``tx.init(params)``.
+      model_state: the model's mutable, non-trained state (e.g. batch-norm running statistics,
+        flax ``batch_stats``): updated by every train step, read by evaluation; ``{}`` (no leaves)
+        for a model without one.
     """
 
     step: jax.Array
     params: Any
     opt_state: Any
+    model_state: Any = flax.struct.field(default_factory=dict)
 
     @classmethod
-    def create(cls, params: Any, tx: optax.GradientTransformation) -> TrainState:
-        """A state at step 0 with ``opt_state = tx.init(params)``."""
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    def create(cls, params: Any, tx: optax.GradientTransformation,
+               model_state: Any = None) -> TrainState:
+        """A state at step 0 with ``opt_state = tx.init(params)`` and ``model_state`` (default
+        ``{}``)."""
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                   model_state={} if model_state is None else model_state)
 
 
 def _check_batch(batch: Any, mesh: Mesh | None) -> Batch:
