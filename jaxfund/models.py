@@ -1,4 +1,14 @@
-"""A multilayer perceptron as a pure ``init``/``apply`` pair, initialised like ``torch.nn.Linear``.
+"""Models as the train steps drive them: the course's MLP, any ``apply_fn``, Flax linen and NNX.
+
+:mod:`jaxfund.train` runs any model through one interface, :class:`Model`:
+``apply(params, model_state, inputs, *, train, rng) -> (outputs, model_state)`` — the trained
+parameters, the mutable non-trained state (batch-norm running statistics; ``{}`` if none), a
+train/eval flag and a per-step RNG key (``None`` in evaluation). :func:`as_model` turns a plain
+``apply_fn(params, x) -> outputs`` into one; :func:`from_linen` and :func:`from_nnx` adapt Flax
+modules with ``Dropout`` and ``BatchNorm``.
+
+:class:`MLP`: a multilayer perceptron as a pure ``init``/``apply`` pair, initialised like
+``torch.nn.Linear``.
 
 The network of the course: an input layer of ``in_features``, hidden layers with an element-wise
 activation (:data:`jaxfund.activations.ELEMENTWISE`), and an output layer without one that
@@ -13,6 +23,7 @@ torch's ``weight.T``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +33,7 @@ import jax.numpy as jnp
 
 from jaxfund import _checks, activations
 
-__all__ = ["MLP", "hidden_activation"]
+__all__ = ["MLP", "hidden_activation", "Model", "as_model", "from_linen", "from_nnx"]
 
 Params = list[dict[str, jax.Array]]
 
@@ -168,3 +179,161 @@ class MLP:
         for layer, act in zip(params[:-1], self._activations):
             h = act(h @ layer["w"] + layer["b"])
         return h @ params[-1]["w"] + params[-1]["b"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A model as :mod:`jaxfund.train` drives it.
+
+    Attributes:
+      apply: ``apply(params, model_state, inputs, *, train, rng) -> (outputs, model_state)``.
+        ``params`` are trained; ``model_state`` is the mutable state the model updates itself
+        (batch-norm running statistics; ``{}`` for none); ``train`` is a Python bool (True in a
+        train step, False in evaluation: dropout off, running statistics read, not updated);
+        ``rng`` is a ``jax.random`` key in a train step (derived from the seed and the step,
+        see :func:`jaxfund.train.make_train_step`) and ``None`` in evaluation. ``inputs`` is
+        ``x`` of an ``(x, y)`` batch, or the whole batch for any other batch pytree.
+      init: optional ``init(key, inputs) -> (params, model_state)``.
+    """
+
+    apply: Callable[..., tuple[Any, Any]]
+    init: Callable[[jax.Array, Any], tuple[Any, Any]] | None = None
+
+
+def as_model(apply_fn: Callable | Model) -> Model:
+    """``apply_fn`` as a :class:`Model`: a :class:`Model` unchanged; a plain
+    ``apply_fn(params, inputs) -> outputs`` (no state, no RNG, the same in training and
+    evaluation) wrapped.
+
+    Raises:
+      TypeError: ``apply_fn`` is neither callable nor a :class:`Model`.
+    """
+    if isinstance(apply_fn, Model):
+        return apply_fn
+    if not callable(apply_fn):
+        raise TypeError("apply_fn must be a callable apply_fn(params, inputs) -> outputs or a "
+                        f"jaxfund.models.Model, got {type(apply_fn).__name__}")
+
+    def apply(params: Any, model_state: Any, inputs: Any, *, train: bool, rng: Any):
+        del train, rng
+        return apply_fn(params, inputs), model_state
+
+    return Model(apply)
+
+
+def _stream_keys(rng: jax.Array, names: Sequence[str]) -> dict[str, jax.Array]:
+    """One independent key per named RNG stream, ``fold_in(rng, i)``."""
+    return {name: jax.random.fold_in(rng, i) for i, name in enumerate(names)}
+
+
+def from_linen(module: Any, *, rng_streams: Sequence[str] = ("dropout",),
+               train_kwargs: Callable[[bool], dict] | None = None,
+               inputs: Callable[[Any], Any] | None = None) -> Model:
+    """A Flax linen module as a :class:`Model`.
+
+    ``params`` is the ``"params"`` collection; ``model_state`` every other collection of the
+    module's variables (``{"batch_stats": ...}`` with ``nn.BatchNorm``), updated in training
+    with ``mutable=[its collections]``. In training the module gets
+    ``rngs={stream: key, ...}`` for every name of ``rng_streams`` (independent keys from the
+    step's key); in evaluation no RNG.
+
+    Args:
+      module: a ``flax.linen.Module``.
+      rng_streams: the RNG streams the module draws from in training (``nn.Dropout`` uses
+        ``"dropout"``).
+      train_kwargs: ``train_kwargs(train) -> dict`` of keyword arguments for the module call,
+        e.g. ``lambda train: {"deterministic": not train}``. Default: ``{"train": train}`` if
+        the module's ``__call__`` has a ``train`` parameter (the Flax examples' convention),
+        else nothing.
+      inputs: ``inputs(batch) -> module input`` for a batch that is not an ``(x, y)`` pair,
+        e.g. ``lambda batch: batch["image"]``; default the batch itself.
+
+    Returns:
+      a :class:`Model` whose ``init(key, inputs)`` returns ``(params, model_state)``.
+
+    Example::
+
+        model = models.from_linen(CNN())        # CNN.__call__(self, x, train: bool)
+        params, model_state = model.init(jax.random.key(0), x[:1])
+        state = train.TrainState.create(params, tx, model_state)
+        result = train.fit(state, (x, y), apply_fn=model, tx=tx, ...)
+    """
+    if not (hasattr(module, "apply") and hasattr(module, "init")):
+        raise TypeError(f"module must be a flax.linen.Module, got {type(module).__name__}")
+    rng_streams = tuple(rng_streams)
+    if train_kwargs is None:
+        takes_train = "train" in inspect.signature(module.__call__).parameters
+
+        def train_kwargs(train: bool) -> dict:
+            return {"train": train} if takes_train else {}
+
+    select = (lambda batch: batch) if inputs is None else inputs
+
+    def init(key: jax.Array, batch: Any) -> tuple[Any, Any]:
+        rngs = {"params": key, **_stream_keys(jax.random.fold_in(key, 1), rng_streams)}
+        variables = dict(module.init(rngs, select(batch), **train_kwargs(False)))
+        params = variables.pop("params", {})
+        return params, variables
+
+    def apply(params: Any, model_state: Any, batch: Any, *, train: bool, rng: Any):
+        variables = {"params": params, **model_state}
+        kwargs = train_kwargs(train)
+        if train and rng is not None:
+            kwargs["rngs"] = _stream_keys(rng, rng_streams)
+        if train and model_state:
+            outputs, updated = module.apply(variables, select(batch), mutable=list(model_state),
+                                            **kwargs)
+            return outputs, {**model_state, **updated}
+        return module.apply(variables, select(batch), **kwargs), model_state
+
+    return Model(apply, init)
+
+
+def from_nnx(module: Any, *,
+             inputs: Callable[[Any], Any] | None = None) -> tuple[Model, Any, Any]:
+    """A Flax NNX module as a :class:`Model`, with its current params and model state.
+
+    The module is split (``nnx.split``) into its graph, its ``nnx.Param`` variables (``params``),
+    its RNG state and every other variable (``model_state``: ``nnx.BatchStat`` running
+    statistics, ...), each as a pure dict of arrays. ``apply`` merges them into a fresh module
+    per call, sets it to ``.train()`` or ``.eval()``, and in training gives every RNG stream of
+    the module (e.g. its ``nnx.Dropout``'s) a new key from the step's key, so the masks are
+    reproducible from the seed and the step; the RNG state is not carried. To put trained values
+    back into the module: ``nnx.update(module, state.params, state.model_state)``.
+
+    Args:
+      module: an initialised ``flax.nnx.Module`` (e.g. ``CNN(rngs=nnx.Rngs(0))``).
+      inputs: as in :func:`from_linen`.
+
+    Returns:
+      ``(model, params, model_state)``.
+    """
+    from flax import nnx  # heavy: only for NNX users
+
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"module must be a flax.nnx.Module, got {type(module).__name__}")
+    graphdef, params, rng_state, model_state = nnx.split(module, nnx.Param, nnx.RngState, ...)
+    params, rng_state, model_state = (nnx.to_pure_dict(s)
+                                      for s in (params, rng_state, model_state))
+    select = (lambda batch: batch) if inputs is None else inputs
+
+    def fresh_rngs(rng: jax.Array) -> Any:
+        leaves, treedef = jax.tree.flatten(rng_state)
+        return jax.tree.unflatten(treedef, [
+            jax.random.fold_in(rng, i) if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+            else jnp.zeros_like(leaf) for i, leaf in enumerate(leaves)])
+
+    def apply(params: Any, model_state: Any, batch: Any, *, train: bool, rng: Any):
+        rngs = fresh_rngs(rng) if train and rng is not None else rng_state
+        instance = nnx.merge(graphdef, params, rngs, model_state)
+        if train:
+            instance.train()
+        else:
+            instance.eval()
+        outputs = instance(select(batch))
+        if not train:
+            return outputs, model_state
+        *_, updated = nnx.split(instance, nnx.Param, nnx.RngState, ...)
+        return outputs, nnx.to_pure_dict(updated)
+
+    return Model(apply), params, model_state

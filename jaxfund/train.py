@@ -1,16 +1,20 @@
-"""Training: a jit-compiled train step, whole-epoch ``lax.scan`` training, data parallelism and
-atomic checkpoints.
+"""Training: jit-compiled train and eval steps, whole-epoch training, data parallelism.
 
 The pieces are pure functions of a :class:`TrainState` pytree (``step``, ``params``,
-``opt_state``), so they work with any model written as ``apply_fn(params, x) -> outputs``:
-:class:`jaxfund.models.MLP`, a flax.linen module's ``apply`` or a flax.nnx model split into
-``graphdef, state`` (``apply_fn = lambda state, x: nnx.merge(graphdef, state)(x)``).
+``opt_state``, ``model_state``), so they work with any model: a plain ``apply_fn(params, x) ->
+outputs`` (:class:`jaxfund.models.MLP`), or a :class:`jaxfund.models.Model` with mutable state,
+a train/eval flag and a per-step RNG — a Flax linen module through
+:func:`jaxfund.models.from_linen`, an NNX module through :func:`jaxfund.models.from_nnx` (dropout
+and batch norm). Batches are ``(x, y)`` pairs or any pytree of arrays sharing the leading axis.
 
-- :func:`make_train_step` / :func:`make_eval_step`: one jit-compiled step; the train step
-  donates the state (its buffers are reused for the result, so use the returned state).
-- :func:`fit`: each epoch is ONE compiled ``lax.scan`` over minibatches of device-resident
-  data. The shuffle of epoch ``e`` is ``permutation(fold_in(key(seed), e))``, so resuming after
-  epoch ``k`` (``start_epoch=k``) reproduces the uninterrupted run bit for bit.
+- :func:`make_train_step` / :func:`make_eval_step`: one jit-compiled step. The train step
+  never deletes the caller's arrays unless asked to (``donate=True``). Options: mixed
+  precision (``compute_dtype``), gradient accumulation (``microbatches``), a non-finite guard.
+- :func:`fit`: epochs over device-resident data, each ONE compiled ``lax.scan`` over its
+  minibatches or, for a convolutional model on CPU, one compiled call per step (``loop``). The
+  shuffle of epoch ``e`` is ``permutation(fold_in(key(seed), e))`` and the model's RNG of step
+  ``t`` is ``fold_in(fold_in(key(seed), 2**32 - 1), t)``, so resuming after epoch ``k``
+  (``start_epoch=k``) reproduces the uninterrupted run bit for bit.
 - :func:`fit_seeds`: several seeds trained at once, ONE compiled program (``jax.vmap`` over the
   seeds of the same epoch and step as :func:`fit`); seed ``s`` trains as ``fit`` with seed ``s``.
 - The loss and metrics of a task come from :mod:`jaxfund.tasks`; checkpoints of a state are
@@ -55,7 +59,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxfund import _checks, tasks
+from jaxfund import _checks, models, tasks
 
 __all__ = [
     "TrainState",
@@ -68,9 +72,13 @@ __all__ = [
     "fit_seeds",
 ]
 
-Batch = tuple[jax.Array, jax.Array]
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+Batch = Any
+ApplyFn = Callable[[Any, Any], Any] | models.Model
+LossFn = Callable[[Any, Any], Any]
+
+# fold_in tag of the model's RNG stream (dropout masks), apart from the epochs' shuffles, which
+# use fold_in(key(seed), e) with epochs e >= 1.
+_MODEL_STREAM = 2**32 - 1
 
 
 @flax.struct.dataclass
@@ -101,46 +109,166 @@ class TrainState:
                    model_state={} if model_state is None else model_state)
 
 
-def _check_batch(batch: Any, mesh: Mesh | None) -> Batch:
-    """Trace-time checks of a batch ``(x, y)``: a pair with a shared leading (example) axis."""
-    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        raise TypeError(f"batch must be a pair (x, y), got {type(batch).__name__}")
-    x, y = batch
-    chex.assert_equal_shape_prefix((x, y), 1,
-                                   custom_message="batch x and y need the same number of examples")
-    if mesh is not None and x.shape[0] % mesh.shape["data"]:
+def _split_batch(batch: Batch) -> tuple[Any, Any, bool]:
+    """``(inputs, targets, is_pair)``: ``(x, y, True)`` for a pair, else the batch twice."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1], True
+    return batch, batch, False
+
+
+def _batch_size(batch: Batch, name: str = "batch") -> int:
+    """The shared leading (example) axis of the batch's leaves; a clear error otherwise."""
+    leaves = jax.tree_util.tree_leaves_with_path(batch)
+    if not leaves:
+        raise ValueError(f"{name} has no arrays")
+    sizes = {}
+    for path, leaf in leaves:
+        shape = np.shape(leaf)
+        if not shape:
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)} is a scalar; every leaf of "
+                             "a batch needs a leading example axis")
+        sizes.setdefault(shape[0], jax.tree_util.keystr(path))
+    if len(sizes) > 1:
+        seen = ", ".join(f"{name}{path}: {size}" for size, path in sizes.items())
+        raise ValueError(f"{name} leaves need the same number of examples (leading axis), "
+                         f"got {seen}")
+    return next(iter(sizes))
+
+
+def _check_batch(batch: Batch, mesh: Mesh | None, microbatches: int = 1) -> None:
+    """Shape checks of a batch (at trace time, or before placing it on a mesh)."""
+    size = _batch_size(batch)
+    if mesh is not None and size % mesh.shape["data"]:
         raise ValueError(
-            f"the batch size {x.shape[0]} must be divisible by the {mesh.shape['data']} devices "
+            f"the batch size {size} must be divisible by the {mesh.shape['data']} devices "
             f"of the mesh's 'data' axis"
         )
-    return x, y
+    if size % microbatches:
+        raise ValueError(f"the batch size {size} must be divisible by "
+                         f"microbatches={microbatches}")
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+    """The floating leaves of ``tree`` in ``dtype`` (``None``: unchanged)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
+        tree)
+
+
+def _check_compute_dtype(compute_dtype: Any) -> Any:
+    if compute_dtype is None:
+        return None
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"compute_dtype must be a floating dtype such as 'bfloat16', "
+                         f"'float16' or 'float32', got {compute_dtype!r}")
+    return dtype
+
+
+def _loss_and_aux(value: Any) -> tuple[jax.Array, dict]:
+    """A loss function's result: a scalar, or ``(scalar, dict of scalar metrics)``."""
+    loss, aux = (value if isinstance(value, tuple) and len(value) == 2 else (value, {}))
+    if not isinstance(aux, dict):
+        raise TypeError(f"loss_fn must return a scalar or (scalar, dict of metrics), got a "
+                        f"{type(aux).__name__} as its second element")
+    if np.shape(loss) != ():
+        raise ValueError(f"loss_fn must return a scalar loss (e.g. reduction='mean'), got shape "
+                         f"{np.shape(loss)}")
+    return loss, aux
+
+
+def _model_state_like(new: Any, old: Any) -> Any:
+    """The updated model state, checked against the carried one and kept in its dtypes."""
+    if jax.tree.structure(new) != jax.tree.structure(old):
+        raise ValueError(
+            "the model returned a model_state of another structure than the state's "
+            f"model_state ({jax.tree.structure(new)} vs {jax.tree.structure(old)}); pass the "
+            "model's initial state as TrainState.create(params, tx, model_state)")
+    return jax.tree.map(lambda n, o: n.astype(jnp.result_type(o)), new, old)
+
+
+def _model_key(key: jax.Array, step: jax.Array) -> jax.Array:
+    """The RNG key handed to the model in train step ``step``: ``fold_in(fold_in(key,
+    2**32 - 1), step)``, a stream apart from the shuffles."""
+    return jax.random.fold_in(jax.random.fold_in(key, _MODEL_STREAM), step)
+
+
+def _make_forward(apply_fn: ApplyFn, loss_fn: LossFn | None, task: str,
+                  compute_dtype: Any) -> Callable:
+    """``forward(params, model_state, batch, *, train, rng) -> (loss, (metrics, model_state))``:
+    the model on the batch (in ``compute_dtype``), its loss and metrics in float32 or wider."""
+    model = models.as_model(apply_fn)
+    loss_fn = tasks.loss(task) if loss_fn is None else loss_fn
+
+    def forward(params, model_state, batch, *, train, rng):
+        inputs, targets, pair = _split_batch(batch)
+        outputs, new_model_state = model.apply(
+            _cast_floats(params, compute_dtype), model_state,
+            _cast_floats(inputs, compute_dtype), train=train, rng=rng)
+        if compute_dtype is not None:
+            outputs = jax.tree.map(
+                lambda a: a.astype(jnp.promote_types(a.dtype, jnp.float32))
+                if jnp.issubdtype(a.dtype, jnp.floating) else a, outputs)
+        loss, aux = _loss_and_aux(loss_fn(outputs, targets))
+        metrics = {"loss": loss, **aux, **(tasks.metrics(task, outputs, targets) if pair else {})}
+        return loss, (metrics, _model_state_like(new_model_state, model_state))
+
+    return forward
 
 
 def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.GradientTransformation,
-                    task: str, mesh: Mesh | None, skip_nonfinite: bool) -> Callable:
-    """The un-jitted train step shared by :func:`make_train_step`, :func:`fit` and
-    :func:`fit_seeds`."""
-    loss_fn = tasks.loss(task) if loss_fn is None else loss_fn
+                    task: str, mesh: Mesh | None, skip_nonfinite: bool,
+                    compute_dtype: Any = None, microbatches: int = 1) -> Callable:
+    """The un-jitted train step ``body(state, batch, key)`` shared by :func:`make_train_step`,
+    :func:`fit` and :func:`fit_seeds` (``key``: the run's base key, ``key(seed)``)."""
+    forward = _make_forward(apply_fn, loss_fn, task, compute_dtype)
+    gradient = jax.grad(forward, has_aux=True)
 
-    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        x, y = _check_batch(batch, mesh)
+    def gradients(params, model_state, batch, rng):
+        """Mean gradient, metrics and model state over ``microbatches`` equal parts of the batch
+        (one part: the batch's gradient)."""
+        if microbatches == 1:
+            grads, (metrics, model_state) = gradient(params, model_state, batch, train=True,
+                                                     rng=rng)
+            return grads, metrics, model_state
+        parts = jax.tree.map(
+            lambda a: a.reshape(microbatches, a.shape[0] // microbatches, *a.shape[1:]), batch)
 
-        def objective(params):
-            outputs = apply_fn(params, x)
-            return loss_fn(outputs, y), outputs
+        def accumulate(carry, part):
+            total, model_state = carry
+            i, micro = part
+            grads, (metrics, model_state) = gradient(
+                params, model_state, micro, train=True, rng=jax.random.fold_in(rng, i))
+            return (jax.tree.map(jnp.add, total, grads), model_state), metrics
 
-        (loss, outputs), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (total, model_state), metrics = jax.lax.scan(
+            accumulate, (jax.tree.map(jnp.zeros_like, params), model_state),
+            (jnp.arange(microbatches), parts))
+        grads = jax.tree.map(lambda g: g / microbatches, total)
+        return grads, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics), model_state
+
+    def train_step(state: TrainState, batch: Batch,
+                   key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        _check_batch(batch, mesh, microbatches)
+        grads, metrics, model_state = gradients(state.params, state.model_state, batch,
+                                                _model_key(key, state.step))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(step=state.step + 1,
                                   params=optax.apply_updates(state.params, updates),
-                                  opt_state=opt_state)
-        metrics = {"loss": loss, **tasks.metrics(task, outputs, y)}
+                                  opt_state=opt_state, model_state=model_state)
         if skip_nonfinite:
-            finite = jnp.logical_and(jnp.isfinite(loss), _all_finite(grads))
+            finite = _all_finite((metrics["loss"], grads, new_state.params, model_state))
             new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                                      new_state, state)
             metrics["skipped"] = jnp.logical_not(finite).astype(jnp.int32)
@@ -150,32 +278,43 @@ def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.Gradien
 
 
 def _make_eval_body(apply_fn: ApplyFn, loss_fn: LossFn | None, task: str,
-                    mesh: Mesh | None) -> Callable:
+                    mesh: Mesh | None, compute_dtype: Any = None) -> Callable:
     """The un-jitted evaluation shared by :func:`make_eval_step` and :func:`fit_seeds`."""
-    loss_fn = tasks.loss(task) if loss_fn is None else loss_fn
+    forward = _make_forward(apply_fn, loss_fn, task, compute_dtype)
 
-    def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
-        x, y = _check_batch(batch, mesh)
-        outputs = apply_fn(params, x)
-        return {"loss": loss_fn(outputs, y), **tasks.metrics(task, outputs, y)}
+    def eval_step(params: Any, batch: Batch, model_state: Any = None) -> dict[str, jax.Array]:
+        _check_batch(batch, mesh)
+        _, (metrics, _) = forward(params, {} if model_state is None else model_state, batch,
+                                  train=False, rng=None)
+        return metrics
 
     return eval_step
 
 
+def _gather(data: Any, indices: jax.Array, sharded: NamedSharding | None) -> Any:
+    batch = jax.tree.map(lambda a: a[indices], data)
+    return batch if sharded is None else jax.lax.with_sharding_constraint(batch, sharded)
+
+
+def _epoch_order(key: jax.Array, e: jax.Array, n: int, num_batches: int,
+                 batch_size: int) -> jax.Array:
+    """The example indices of epoch ``e``'s minibatches, ``(num_batches, batch_size)``:
+    ``permutation(fold_in(key, e), n)`` with the ragged end dropped."""
+    order = jax.random.permutation(jax.random.fold_in(key, e), n)
+    return order[: num_batches * batch_size].reshape(num_batches, batch_size)
+
+
 def _make_epoch(step_body: Callable, num_batches: int, batch_size: int,
                 sharded: NamedSharding | None = None) -> Callable:
-    """``epoch(state, x, y, key, e)``: one ``lax.scan`` of ``step_body`` over the minibatches of
+    """``epoch(state, data, key, e)``: one ``lax.scan`` of ``step_body`` over the minibatches of
     ``permutation(fold_in(key, e), n)`` (the ragged last batch dropped)."""
 
-    def epoch(state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array, e: jax.Array):
-        order = jax.random.permutation(jax.random.fold_in(key, e), x.shape[0])
-        order = order[: num_batches * batch_size].reshape(num_batches, batch_size)
+    def epoch(state: TrainState, data: Any, key: jax.Array, e: jax.Array):
+        n = _batch_size(data, "train_data")
+        order = _epoch_order(key, e, n, num_batches, batch_size)
 
         def scan_step(state, indices):
-            batch = (x[indices], y[indices])
-            if sharded is not None:
-                batch = jax.lax.with_sharding_constraint(batch, sharded)
-            return step_body(state, batch)
+            return step_body(state, _gather(data, indices, sharded), key)
 
         return jax.lax.scan(scan_step, state, order)
 
@@ -189,75 +328,135 @@ def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
 
+def _check_microbatches(microbatches: int) -> int:
+    return _checks.check_int(microbatches, "microbatches", low=1)
+
+
+def _place_checked(mesh: Mesh | None, microbatches: int = 1) -> Callable:
+    """``place(batch)``: the batch checked, then sharded over the mesh's ``"data"`` axis."""
+    if mesh is None:
+        return lambda batch: batch
+    _, sharded = _shardings(mesh)
+
+    def place(batch: Batch) -> Batch:
+        _check_batch(batch, mesh, microbatches)
+        return jax.device_put(tuple(batch) if isinstance(batch, list) else batch, sharded)
+
+    return place
+
+
 def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.GradientTransformation,
                     *, task: str = "multiclass", mesh: Mesh | None = None,
-                    skip_nonfinite: bool = False, max_traces: int | None = None) -> Callable:
+                    skip_nonfinite: bool = False, seed: int = 0, compute_dtype: Any = None,
+                    microbatches: int = 1, donate: bool = False,
+                    max_traces: int | None = None) -> Callable:
     """A jit-compiled train step ``step(state, batch) -> (state, metrics)``.
 
-    One step: ``loss, grads = value_and_grad(loss_fn(apply_fn(params, x), y))``, then
+    One step: ``loss, grads = value_and_grad(loss_fn(apply(params, inputs), targets))``, then
     ``updates, opt_state = tx.update(grads, opt_state, params)`` and
     ``params = optax.apply_updates(params, updates)`` (torch: ``zero_grad(); loss.backward();
-    optimizer.step()``). The batch shape is checked once, at trace time (chex).
+    optimizer.step()``); the model's state (batch-norm statistics) is updated by the forward
+    pass in training mode. The batch shape is checked once, at trace time.
+
+    Batches. An ``(x, y)`` pair: the model gets ``x``, the loss ``(outputs, y)``, and the task's
+    metrics are computed. Any other pytree whose leaves share the leading example axis (e.g.
+    ``{"image": ..., "label": ...}``): the model and the loss get the whole batch
+    (``loss_fn(outputs, batch)``; :func:`jaxfund.models.from_linen` takes ``inputs=`` to pick
+    the model's input).
 
     Args:
-      apply_fn: ``apply_fn(params, x) -> outputs`` (logits or raw outputs).
-      loss_fn: ``loss_fn(outputs, y) -> scalar``; ``None`` takes the task's loss,
-        :func:`jaxfund.tasks.loss`.
+      apply_fn: a plain ``apply_fn(params, inputs) -> outputs``, or a
+        :class:`jaxfund.models.Model` (model state, train/eval flag, RNG): e.g.
+        :func:`jaxfund.models.from_linen` or :func:`jaxfund.models.from_nnx`.
+      loss_fn: ``loss_fn(outputs, targets) -> scalar`` or ``-> (scalar, {name: scalar})`` (the
+        extra metrics are reported); ``None`` takes the task's loss, :func:`jaxfund.tasks.loss`.
       tx: an ``optax.GradientTransformation``, e.g. ``jaxfund.optimizers.adam(lr=1e-3)``.
       task: ``"multiclass"``, ``"binary"`` or ``"regression"`` (:data:`jaxfund.tasks.TASKS`);
         selects the metrics (:func:`jaxfund.tasks.metrics`) and the default loss.
       mesh: a mesh with a ``"data"`` axis (see :func:`data_mesh`) for data parallelism: the
         batch is sharded over ``"data"`` (its size must be divisible by the axis size), the
-        state is replicated. ``None``: default device.
-      skip_nonfinite: if True, an update whose loss or gradients contain NaN/inf is skipped
-        (the state is returned unchanged, ``step`` included) and ``metrics["skipped"]`` is 1.
+        state is replicated. Batch statistics (batch norm) are those of the global batch, as
+        torch's ``SyncBatchNorm``: the model's mean over the sharded batch axis is a global
+        mean. ``None``: default device.
+      skip_nonfinite: if True, an update whose loss, gradients, new params or new model state
+        contain NaN/inf is skipped (the state is returned unchanged, ``step`` included) and
+        ``metrics["skipped"]`` is 1.
+      seed: the model's RNG in step ``t`` is ``fold_in(fold_in(key(seed), 2**32 - 1), t)``
+        (``t = state.step``; dropout masks are reproducible and resume exactly).
+      compute_dtype: e.g. ``"bfloat16"``: the forward and backward passes run in this dtype
+        (floating params and inputs cast to it), while params, optimizer state and gradients
+        stay in the params' dtype (float32 master weights) and the outputs are cast to at
+        least float32 before the loss, so the loss and metrics are reduced and reported in
+        float32. ``None``: no cast.
+      microbatches: gradient accumulation: the batch is split into this many equal parts, run
+        one after another, and their mean gradient makes ONE update — the update of the whole
+        batch for a mean loss (up to rounding), with the memory of one part. The model state
+        goes through the parts in order; part ``i`` gets the key ``fold_in(rng, i)``.
+      donate: donate the state's buffers to the result (saves memory; the state passed in is
+        deleted). Default False: the caller's arrays stay valid, e.g. to train two optimizers
+        from one initial state.
       max_traces: for tests: wrap the step in ``chex.assert_max_traces(n=max_traces)`` inside
         ``jax.jit`` (chex counts traces per call site; ``chex.clear_trace_counter()`` resets).
 
     Returns:
-      ``step(state, batch)``: ``batch = (x, y)``; the state argument is donated (use the
-      returned state). ``metrics`` has ``"loss"`` (the mean loss before the update),
-      ``"accuracy"`` (classification) or ``"mse"`` (regression) and ``"skipped"`` (int32 0/1)
-      with ``skip_nonfinite``.
+      ``step(state, batch)``. ``metrics`` has ``"loss"`` (the mean loss before the update),
+      ``"accuracy"`` (classification) or ``"mse"`` (regression) for ``(x, y)`` batches, the
+      loss function's extra metrics, and ``"skipped"`` (int32 0/1) with ``skip_nonfinite``.
     """
-    body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite)
+    _checks.check_int(seed, "seed", low=0)
+    body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite,
+                           _check_compute_dtype(compute_dtype), _check_microbatches(microbatches))
+    key = jax.random.key(seed)
+
+    def train_step(state: TrainState, batch: Batch):
+        return body(state, batch, key)
+
     if max_traces is not None:
-        body = chex.assert_max_traces(body, n=max_traces)
+        train_step = chex.assert_max_traces(train_step, n=max_traces)
+    donate_argnums = (0,) if donate else ()
     if mesh is None:
-        return jax.jit(body, donate_argnums=0)
+        return jax.jit(train_step, donate_argnums=donate_argnums)
     replicated, sharded = _shardings(mesh)
-    jitted = jax.jit(body, in_shardings=(replicated, sharded),
-                     out_shardings=(replicated, replicated), donate_argnums=0)
+    jitted = jax.jit(train_step, in_shardings=(replicated, sharded),
+                     out_shardings=(replicated, replicated), donate_argnums=donate_argnums)
+    place = _place_checked(mesh, microbatches)
 
     def data_parallel_train_step(state: TrainState, batch: Batch):
-        return jitted(jax.device_put(state, replicated), jax.device_put(tuple(batch), sharded))
+        return jitted(jax.device_put(state, replicated), place(batch))
 
     return data_parallel_train_step
 
 
 def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn | None = None, *,
-                   task: str = "multiclass", mesh: Mesh | None = None,
+                   task: str = "multiclass", mesh: Mesh | None = None, compute_dtype: Any = None,
                    max_traces: int | None = None) -> Callable:
-    """A jit-compiled evaluation ``eval_step(params, batch) -> metrics`` (no update).
+    """A jit-compiled evaluation ``eval_step(params, batch, model_state=None) -> metrics``.
+
+    The model runs in evaluation mode (``train=False``, no RNG: dropout off, batch norm reads
+    the running statistics of ``model_state``, which is not updated).
 
     Args:
-      apply_fn, loss_fn, task, mesh, max_traces: as in :func:`make_train_step`.
+      apply_fn, loss_fn, task, mesh, compute_dtype, max_traces: as in :func:`make_train_step`.
 
     Returns:
-      ``eval_step(params, (x, y))`` with metrics ``{"loss", "accuracy"}`` for classification
-      or ``{"loss", "mse"}`` for regression (``mse = mean((outputs[..., 0] - y)**2)``), as
-      scalars over the whole batch.
+      ``eval_step(params, batch, model_state=None)`` with metrics ``{"loss", "accuracy"}`` for
+      classification or ``{"loss", "mse"}`` for regression (``mse = mean((outputs[..., 0] -
+      y)**2)``) over the whole batch, plus the loss function's extra metrics.
     """
-    eval_step = _make_eval_body(apply_fn, loss_fn, task, mesh)
+    eval_step = _make_eval_body(apply_fn, loss_fn, task, mesh,
+                                _check_compute_dtype(compute_dtype))
     if max_traces is not None:
         eval_step = chex.assert_max_traces(eval_step, n=max_traces)
     if mesh is None:
         return jax.jit(eval_step)
     replicated, sharded = _shardings(mesh)
-    jitted = jax.jit(eval_step, in_shardings=(replicated, sharded), out_shardings=replicated)
+    jitted = jax.jit(eval_step, in_shardings=(replicated, sharded, replicated),
+                     out_shardings=replicated)
+    place = _place_checked(mesh)
 
-    def data_parallel_eval_step(params: Any, batch: Batch):
-        return jitted(jax.device_put(params, replicated), jax.device_put(tuple(batch), sharded))
+    def data_parallel_eval_step(params: Any, batch: Batch, model_state: Any = None):
+        return jitted(jax.device_put(params, replicated), place(batch),
+                      jax.device_put({} if model_state is None else model_state, replicated))
 
     return data_parallel_eval_step
 
@@ -284,6 +483,7 @@ class FitResult(NamedTuple):
       compile_seconds: time to trace and compile the epoch (once).
       train_seconds: wall time of the training epochs, excluding compilation and evaluation.
       steps: minibatches processed (skipped non-finite updates included).
+      loop: the loop that ran, ``"scan"`` or ``"step"`` (see :func:`fit`'s ``loop``).
     """
 
     state: TrainState
@@ -291,19 +491,23 @@ class FitResult(NamedTuple):
     compile_seconds: float
     train_seconds: float
     steps: int
+    loop: str = "scan"
 
 
-def _check_data(data: Any, name: str) -> tuple[np.ndarray | jax.Array, np.ndarray | jax.Array]:
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name} must be a pair (x, y), got {type(data).__name__}")
-    x, y = (_checks.as_array(a, f"{name}[{i}]") for i, a in enumerate(data))
-    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name} x and y need the same number of examples (leading axis), got "
-                         f"shapes {tuple(x.shape)} and {tuple(y.shape)}")
-    return x, y
+def _check_data(data: Any, name: str) -> Any:
+    """``data`` (an ``(x, y)`` pair or any pytree of arrays sharing the leading example axis)
+    with array leaves; a clear error otherwise."""
+    if isinstance(data, list) and len(data) == 2:
+        data = tuple(data)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(data)]
+    leaves, treedef = jax.tree.flatten(data)
+    arrays = [_checks.as_array(leaf, f"{name}{path}") for leaf, path in zip(leaves, paths)]
+    data = jax.tree.unflatten(treedef, arrays)
+    _batch_size(data, name)
+    return data
 
 
-def _check_schedule(x: Any, epochs: int, batch_size: int, start_epoch: int = 0) -> int:
+def _check_schedule(data: Any, epochs: int, batch_size: int, start_epoch: int = 0) -> int:
     """Checks the epoch and batch arguments of :func:`fit`/:func:`fit_seeds`; returns the
     number of minibatches per epoch."""
     _checks.check_int(epochs, "epochs", low=0)
@@ -311,10 +515,11 @@ def _check_schedule(x: Any, epochs: int, batch_size: int, start_epoch: int = 0) 
     _checks.check_int(batch_size, "batch_size", low=1)
     if start_epoch > epochs:
         raise ValueError(f"start_epoch={start_epoch} must be <= epochs={epochs}")
-    if batch_size > x.shape[0]:
-        raise ValueError(f"batch_size={batch_size} is larger than the {x.shape[0]} examples "
+    n = _batch_size(data, "train_data")
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n} examples "
                          "of train_data")
-    return x.shape[0] // batch_size
+    return n // batch_size
 
 
 def _summary(metrics: dict[str, np.ndarray], prefix: str) -> dict[str, float]:
@@ -342,34 +547,84 @@ def _history_entry(epoch: int, train: dict[str, np.ndarray],
     return entry
 
 
-def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn,
+LOOPS = ("auto", "scan", "step")
+
+
+def _primitive_names(jaxpr: Any) -> set[str]:
+    """The primitives of a jaxpr and of every jaxpr nested in its equations."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
+                    names |= _primitive_names(sub)
+    return names
+
+
+def _choose_loop(loop: str, step: Callable, args: tuple, platform: str) -> str:
+    """``"scan"`` or ``"step"`` for ``loop="auto"``: a train step with a convolution on CPU
+    runs one compiled call per step, everything else one ``lax.scan`` per epoch.
+
+    Measured (benchmarks/train.py, 2-core x86, jaxlib 0.10): XLA:CPU compiles the kernel
+    gradient of a convolution inside a while loop ~70x slower than outside one (a small CNN on
+    digits: 200 ms per step in the scan, 5.9 ms from a Python loop), while an MLP's scan is
+    several times faster than a Python loop (no per-step dispatch).
+    """
+    if loop != "auto":
+        return loop
+    if platform != "cpu":
+        return "scan"
+    has_conv = "conv_general_dilated" in _primitive_names(jax.make_jaxpr(step)(*args))
+    return "step" if has_conv else "scan"
+
+
+def _copy(tree: Any) -> Any:
+    """A copy of every array of ``tree`` in new buffers (which the library may donate)."""
+    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+
+
+def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         loss_fn: LossFn | None = None, tx: optax.GradientTransformation,
         task: str = "multiclass", epochs: int, batch_size: int, seed: int = 0,
-        eval_data: tuple[Any, Any] | None = None, start_epoch: int = 0,
-        mesh: Mesh | None = None, skip_nonfinite: bool = False,
+        eval_data: Any = None, start_epoch: int = 0,
+        mesh: Mesh | None = None, skip_nonfinite: bool = False, compute_dtype: Any = None,
+        microbatches: int = 1, loop: str = "auto",
         callback: Callable[[dict, TrainState], None] | None = None,
         eval_params: Callable[[TrainState], Any] | None = None,
         max_traces: int | None = None) -> FitResult:
-    """Trains for epochs ``start_epoch + 1 .. epochs``, one compiled ``lax.scan`` per epoch.
+    """Trains for epochs ``start_epoch + 1 .. epochs`` on device-resident data.
 
-    The data are put on the device(s) once. Epoch ``e`` visits the examples in the order
-    ``jax.random.permutation(fold_in(key(seed), e), n)``, in ``n // batch_size`` minibatches
-    (the ragged last batch is dropped, as torch ``DataLoader(drop_last=True)``); the whole
-    epoch is a single ``lax.scan`` of the train step of :func:`make_train_step`, compiled once.
-    Because the shuffle depends only on ``(seed, e)``, resuming from a checkpoint saved after
-    epoch ``k`` with ``start_epoch=k`` gives exactly the parameters of the uninterrupted run.
+    The data are put on the device(s) once and the state is copied once (the caller's arrays
+    stay valid; the copies are donated from step to step). Epoch ``e`` visits the examples in
+    the order ``jax.random.permutation(fold_in(key(seed), e), n)``, in ``n // batch_size``
+    minibatches (the ragged last batch is dropped, as torch ``DataLoader(drop_last=True)``),
+    each a step of :func:`make_train_step` (with ``seed``: the model's RNG in step ``t`` is
+    ``fold_in(fold_in(key(seed), 2**32 - 1), t)``). Because the shuffle and the RNG depend only
+    on ``(seed, e)`` and the step, resuming from a checkpoint saved after epoch ``k`` with
+    ``start_epoch=k`` gives exactly the parameters of the uninterrupted run.
 
     Args:
-      state: the initial state; it is donated (use ``result.state``).
-      train_data: ``(x, y)`` arrays with the examples on the leading axis.
-      apply_fn, loss_fn, tx, task, mesh, skip_nonfinite, max_traces: as in
-        :func:`make_train_step` (``max_traces`` guards the compiled epoch).
+      state: the initial state (not modified; the result is ``result.state``).
+      train_data: ``(x, y)`` arrays, or any pytree of arrays (e.g. a dict), with the examples
+        on the leading axis; batches of it are given to the model and loss as in
+        :func:`make_train_step`.
+      apply_fn, loss_fn, tx, task, mesh, skip_nonfinite, seed, compute_dtype, microbatches,
+      max_traces: as in :func:`make_train_step` (``max_traces`` guards the compiled epoch or
+        step).
       epochs: the last epoch to run (1-based, >= ``start_epoch``).
-      batch_size: examples per step (divisible by the mesh's ``"data"`` size with a mesh).
-      seed: seed of the per-epoch shuffles.
-      eval_data: optional ``(x, y)`` evaluated as one batch after every epoch (with a mesh,
+      batch_size: examples per step (divisible by the mesh's ``"data"`` size with a mesh, and
+        by ``microbatches``).
+      eval_data: optional data like ``train_data``, evaluated as one batch after every epoch in
+        evaluation mode (dropout off, batch norm on the running statistics; with a mesh,
         replicated on every device rather than sharded, so its size need not divide).
       start_epoch: number of epochs already done (resume).
+      loop: ``"scan"``: each epoch is ONE compiled ``lax.scan`` over its minibatches (no
+        per-step dispatch); ``"step"``: one compiled call per step from Python; ``"auto"``
+        (default): ``"step"`` when the train step contains a convolution and runs on CPU
+        (XLA:CPU runs a convolution's gradient inside a loop tens of times slower), ``"scan"``
+        otherwise. Both give the same steps.
       callback: ``callback(entry, state)`` after every epoch, e.g. for a progress bar or a
         checkpoint (:func:`jaxfund.checkpoint.save`). The state is donated to the next epoch:
         save or copy it inside the callback rather than keeping a reference.
@@ -379,57 +634,101 @@ def fit(state: TrainState, train_data: tuple[Any, Any], *, apply_fn: ApplyFn,
     Returns:
       :class:`FitResult`. ``history`` has one entry per epoch: ``{"epoch", "train_loss",
       "train_accuracy" | "train_mse", "test_loss", "test_accuracy" | "test_mse" (with
-      eval_data), "skipped", "seconds"}``; train metrics are means over the epoch's steps that
-      were not skipped.
+      eval_data), "skipped" (the epoch's skipped non-finite steps), "seconds"}`` and the loss
+      function's extra metrics; train metrics are means over the epoch's steps that were not
+      skipped.
     """
-    x, y = _check_data(train_data, "train_data")
-    num_batches = _check_schedule(x, epochs, batch_size, start_epoch)
+    data = _check_data(train_data, "train_data")
+    num_batches = _check_schedule(data, epochs, batch_size, start_epoch)
     _checks.check_int(seed, "seed", low=0)
-    step_body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite)
+    _checks.check_choice(loop, "loop", LOOPS)
+    microbatches = _check_microbatches(microbatches)
+    num_devices = 1 if mesh is None else mesh.shape["data"]
+    for divisor, what in ((num_devices, f"the {num_devices} devices of the mesh's 'data' axis"),
+                          (microbatches, f"microbatches={microbatches}")):
+        if batch_size % divisor:
+            raise ValueError(f"batch_size={batch_size} must be divisible by {what}")
+    compute_dtype = _check_compute_dtype(compute_dtype)
+    step_body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite,
+                                compute_dtype, microbatches)
     replicated, sharded = _shardings(mesh) if mesh is not None else (None, None)
-    epoch_fn = _make_epoch(step_body, num_batches, batch_size, sharded)
+    key = jax.random.key(seed)
+    place = jax.device_put if mesh is None else (lambda tree: jax.device_put(tree, replicated))
+    jit_options = {} if mesh is None else {"in_shardings": replicated,
+                                           "out_shardings": replicated}
+    state, data = _copy(place(state)), place(data)
+    first = _gather(data, jnp.arange(batch_size), None)
+    loop = _choose_loop(loop, lambda state, batch: step_body(state, batch, key), (state, first),
+                        mesh.devices.flat[0].platform if mesh is not None
+                        else jax.default_backend())
 
-    def train_epoch(state: TrainState, x: jax.Array, y: jax.Array, epoch: jax.Array):
-        return epoch_fn(state, x, y, jax.random.key(seed), epoch)
+    if loop == "scan":
+        epoch_fn = _make_epoch(step_body, num_batches, batch_size, sharded)
 
-    if max_traces is not None:
-        train_epoch = chex.assert_max_traces(train_epoch, n=max_traces)
-    if mesh is None:
-        run_epoch = jax.jit(train_epoch, donate_argnums=0)
-        place = jax.device_put
+        def train_epoch(state: TrainState, data: Any, epoch: jax.Array):
+            return epoch_fn(state, data, key, epoch)
+
+        if max_traces is not None:
+            train_epoch = chex.assert_max_traces(train_epoch, n=max_traces)
+        compiled = jax.jit(train_epoch, donate_argnums=0, **jit_options)
+
+        def run_epoch(state: TrainState, epoch: int):
+            state, metrics = compiled(state, data, jnp.asarray(epoch, jnp.int32))
+            return state, jax.device_get(metrics)
+
+        def compile_loop() -> None:
+            compiled.lower(state, data, jnp.asarray(start_epoch + 1, jnp.int32)).compile()
     else:
-        run_epoch = jax.jit(train_epoch, in_shardings=replicated, out_shardings=replicated,
-                            donate_argnums=0)
+        n = _batch_size(data, "train_data")
+        order_of = jax.jit(lambda e: _epoch_order(key, e, n, num_batches, batch_size),
+                           **({} if mesh is None else {"out_shardings": replicated}))
 
-        def place(tree):
-            return jax.device_put(tree, replicated)
+        def indexed_step(state: TrainState, data: Any, order: jax.Array, i: jax.Array):
+            return step_body(state, _gather(data, order[i], sharded), key)
 
-    state, x, y = place(state), place(x), place(y)
+        if max_traces is not None:
+            indexed_step = chex.assert_max_traces(indexed_step, n=max_traces)
+        compiled = jax.jit(indexed_step, donate_argnums=0, **jit_options)
+
+        def run_epoch(state: TrainState, epoch: int):
+            order = order_of(jnp.asarray(epoch, jnp.int32))
+            metrics = []
+            for i in range(num_batches):
+                state, step_metrics = compiled(state, data, order, jnp.asarray(i, jnp.int32))
+                metrics.append(step_metrics)
+            return state, {name: np.stack([m[name] for m in jax.device_get(metrics)])
+                           for name in metrics[0]}
+
+        def compile_loop() -> None:
+            order = order_of.lower(jnp.asarray(1, jnp.int32)).compile()
+            compiled.lower(state, data, order(jnp.asarray(1, jnp.int32)),
+                           jnp.asarray(0, jnp.int32)).compile()
+
     evaluate = None
     if eval_data is not None:
         eval_batch = place(_check_data(eval_data, "eval_data"))
-        evaluate = make_eval_step(apply_fn, loss_fn, task=task)
+        evaluate = make_eval_step(apply_fn, loss_fn, task=task, compute_dtype=compute_dtype)
 
     history: list[dict] = []
     compile_seconds = train_seconds = 0.0
     if start_epoch < epochs:
         start = time.perf_counter()
-        run_epoch.lower(state, x, y, jnp.asarray(start_epoch + 1, jnp.int32)).compile()
+        compile_loop()
         compile_seconds = time.perf_counter() - start
     for epoch in range(start_epoch + 1, epochs + 1):
         start = time.perf_counter()
-        state, metrics = run_epoch(state, x, y, jnp.asarray(epoch, jnp.int32))
-        metrics = jax.device_get(metrics)
+        state, metrics = run_epoch(state, epoch)
         seconds = time.perf_counter() - start
         train_seconds += seconds
-        test = None if evaluate is None else jax.device_get(
-            evaluate(_params_to_evaluate(state, eval_params), eval_batch))
+        test = None if evaluate is None else jax.device_get(evaluate(
+            _params_to_evaluate(state, eval_params), eval_batch, state.model_state))
         entry = {**_history_entry(epoch, metrics, test), "seconds": seconds}
         history.append(entry)
         if callback is not None:
             callback(entry, state)
     return FitResult(state=state, history=history, compile_seconds=compile_seconds,
-                     train_seconds=train_seconds, steps=num_batches * (epochs - start_epoch))
+                     train_seconds=train_seconds, steps=num_batches * (epochs - start_epoch),
+                     loop=loop)
 
 
 class SeedsResult(NamedTuple):
@@ -450,10 +749,10 @@ class SeedsResult(NamedTuple):
     train_seconds: float
 
 
-def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], *,
+def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
               seeds: Sequence[int], apply_fn: ApplyFn, loss_fn: LossFn | None = None,
               tx: optax.GradientTransformation, task: str = "multiclass", epochs: int,
-              batch_size: int, eval_data: tuple[Any, Any] | None = None,
+              batch_size: int, eval_data: Any = None,
               skip_nonfinite: bool = False,
               eval_params: Callable[[TrainState], Any] | None = None) -> SeedsResult:
     """Trains one model per seed, every seed and every epoch in ONE compiled program.
@@ -467,7 +766,9 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], 
     differ from ``fit``'s in the last float32 bits (see the README).
 
     Args:
-      init_fn: ``init_fn(key) -> params``, e.g. ``MLP(...).init``.
+      init_fn: ``init_fn(key) -> params``, e.g. ``MLP(...).init``; with a
+        :class:`jaxfund.models.Model` as ``apply_fn``, ``init_fn(key) -> (params,
+        model_state)``, e.g. ``lambda key: model.init(key, x[:1])``.
       train_data, apply_fn, loss_fn, tx, task, epochs, batch_size, eval_data, skip_nonfinite,
       eval_params: as in :func:`fit` (all epochs from the first; no mesh: run on the default
         device).
@@ -487,8 +788,8 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], 
     >>> [len(h) for h in result.histories], sorted(result.histories[0][-1])
     ([3, 3], ['epoch', 'skipped', 'train_accuracy', 'train_loss'])
     """
-    x, y = _check_data(train_data, "train_data")
-    num_batches = _check_schedule(x, epochs, batch_size)
+    data = _check_data(train_data, "train_data")
+    num_batches = _check_schedule(data, epochs, batch_size)
     seeds = [_checks.check_int(s, f"seeds[{i}]", low=0) for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must not be empty")
@@ -497,21 +798,25 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: tuple[Any, Any], 
     evaluate = None if eval_data is None else _make_eval_body(apply_fn, loss_fn, task, None)
     eval_batch = None if eval_data is None else _check_data(eval_data, "eval_data")
 
-    def one_seed(seed: jax.Array, x: jax.Array, y: jax.Array, eval_batch: Any):
+    def initial_state(key: jax.Array) -> TrainState:
+        init = init_fn(key)
+        params, model_state = init if isinstance(apply_fn, models.Model) else (init, {})
+        return TrainState.create(params, tx, model_state)
+
+    def one_seed(seed: jax.Array, data: Any, eval_batch: Any):
         key = jax.random.key(seed)
 
         def epoch(state, e):
-            state, train = epoch_fn(state, x, y, key, e)
+            state, train = epoch_fn(state, data, key, e)
             test = None if evaluate is None else evaluate(
-                _params_to_evaluate(state, eval_params), eval_batch)
+                _params_to_evaluate(state, eval_params), eval_batch, state.model_state)
             return state, (train, test)
 
-        return jax.lax.scan(epoch, TrainState.create(init_fn(key), tx),
-                            jnp.arange(1, epochs + 1, dtype=jnp.int32))
+        return jax.lax.scan(epoch, initial_state(key), jnp.arange(1, epochs + 1, dtype=jnp.int32))
 
-    program = jax.jit(jax.vmap(one_seed, in_axes=(0, None, None, None)))
-    args = (jnp.asarray(seeds, jnp.uint32), jnp.asarray(x), jnp.asarray(y),
-            None if eval_batch is None else tuple(jnp.asarray(a) for a in eval_batch))
+    program = jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+    args = (jnp.asarray(seeds, jnp.uint32), jax.tree.map(jnp.asarray, data),
+            None if eval_batch is None else jax.tree.map(jnp.asarray, eval_batch))
     start = time.perf_counter()
     compiled = program.lower(*args).compile()
     compile_seconds = time.perf_counter() - start
