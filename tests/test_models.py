@@ -1,13 +1,16 @@
 import math
 
+import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
+from flax import nnx
 from scipy import stats
 
-from jaxfund import activations, models, tasks
+from jaxfund import activations, losses, models, tasks, train
 
 # jaxfund activation name -> torch module (the torch reference).
 ACTIVATIONS = [
@@ -215,3 +218,185 @@ def test_heads_match_torch_losses(task, num_classes, torch_loss):
     ours = tasks.loss(task)(outputs, jnp.asarray(y))
     ref = torch_loss(torch.from_numpy(np.array(outputs)), torch.from_numpy(y))
     np.testing.assert_allclose(ours, ref.item(), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models with state, a train flag and an RNG: models.Model, from_linen, from_nnx.
+
+MOMENTUM = 0.9  # running = MOMENTUM * running + (1 - MOMENTUM) * batch statistic (flax)
+
+
+class LinenNet(linen.Module):
+    """BatchNorm on the inputs -> Dense -> relu -> Dropout -> Dense."""
+
+    @linen.compact
+    def __call__(self, x, train: bool):
+        x = linen.BatchNorm(use_running_average=not train, momentum=MOMENTUM)(x)
+        x = linen.Dropout(0.5, deterministic=not train)(linen.relu(linen.Dense(16)(x)))
+        return linen.Dense(3)(x)
+
+
+class NnxNet(nnx.Module):
+    def __init__(self, rngs):
+        self.bn = nnx.BatchNorm(4, momentum=MOMENTUM, rngs=rngs)
+        self.fc1 = nnx.Linear(4, 16, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.fc2 = nnx.Linear(16, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.fc2(self.drop(nnx.relu(self.fc1(self.bn(x)))))
+
+
+def _linen(x):
+    module = LinenNet()
+    model = models.from_linen(module)
+    params, model_state = model.init(jax.random.key(0), x[:1])
+
+    def reference_eval(params, model_state, x):
+        """flax itself, in evaluation mode."""
+        return module.apply({"params": params, **model_state}, x, train=False)
+
+    def statistics(model_state):
+        running = model_state["batch_stats"]["BatchNorm_0"]
+        return running["mean"], running["var"]
+
+    return model, params, model_state, reference_eval, statistics
+
+
+def _nnx(x):
+    module = NnxNet(nnx.Rngs(0))
+    model, params, model_state = models.from_nnx(module)
+
+    def reference_eval(params, model_state, x):
+        nnx.update(module, params, model_state)
+        module.eval()
+        return module(x)
+
+    def statistics(model_state):
+        return model_state["bn"]["mean"], model_state["bn"]["var"]
+
+    return model, params, model_state, reference_eval, statistics
+
+
+ADAPTERS = {"linen": _linen, "nnx": _nnx}
+
+
+@pytest.fixture(scope="module")
+def iris():
+    from jaxfund import data
+
+    return data.load("iris")
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_batch_norm_statistics_are_updated_in_training(adapter, iris):
+    """One train step: the running statistics of a BatchNorm on the inputs move towards the
+    batch's (closed form: mean_1 = (1 - m) mean(x), var_1 = m + (1 - m) var(x), flax's biased
+    variance), and the params are trained."""
+    x, y = iris.x_train[:32], iris.y_train[:32]
+    model, params, model_state, _, statistics = ADAPTERS[adapter](x)
+    tx = optax.sgd(0.1)
+    step = train.make_train_step(model, None, tx)
+    state, _ = step(train.TrainState.create(params, tx, model_state), (x, y))
+    mean, var = statistics(state.model_state)
+    # A mean or variance of 32 standardised values: a few ulps of O(1) numbers.
+    np.testing.assert_allclose(mean, (1 - MOMENTUM) * np.mean(x, axis=0), atol=1e-6)
+    np.testing.assert_allclose(var, MOMENTUM + (1 - MOMENTUM) * np.var(x, axis=0), atol=1e-6)
+    assert not np.array_equal(jax.tree.leaves(state.params)[0], jax.tree.leaves(params)[0])
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_dropout_mask_is_new_every_step_and_follows_the_seed(adapter, iris):
+    """With frozen params (set_to_zero), the train loss of one batch changes from step to step
+    only through the dropout mask: every step differs, the same seed repeats the sequence bit
+    for bit, another seed gives another."""
+    x, y = iris.x_train[:32], iris.y_train[:32]
+    model, params, model_state, _, _ = ADAPTERS[adapter](x)
+    tx = optax.set_to_zero()
+
+    def losses_of(seed):
+        step = train.make_train_step(model, None, tx, seed=seed)
+        state, out = train.TrainState.create(params, tx, model_state), []
+        for _ in range(4):
+            state, metrics = step(state, (x, y))
+            out.append(float(metrics["loss"]))
+        return out
+
+    first, again, other = losses_of(0), losses_of(0), losses_of(1)
+    assert len(set(first)) == 4
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_evaluation_is_deterministic_and_matches_flax(adapter, iris):
+    """After training, evaluation (dropout off, running statistics) gives flax's own
+    evaluation-mode outputs, and the same numbers twice."""
+    model, params, model_state, reference_eval, _ = ADAPTERS[adapter](iris.x_train)
+    tx = optax.adam(1e-2)
+    result = train.fit(train.TrainState.create(params, tx, model_state),
+                       (iris.x_train, iris.y_train), apply_fn=model, tx=tx, epochs=3,
+                       batch_size=16)
+    state = result.state
+    evaluate = train.make_eval_step(model)
+    first = evaluate(state.params, (iris.x_test, iris.y_test), state.model_state)
+    second = evaluate(state.params, (iris.x_test, iris.y_test), state.model_state)
+    assert first == second
+    logits = reference_eval(state.params, state.model_state, iris.x_test)
+    expected = losses.cross_entropy(logits, iris.y_test)
+    # The same operations, jitted (ours) or not (flax's call): a few roundings of O(1) values.
+    np.testing.assert_allclose(first["loss"], expected, rtol=1e-5)
+    assert float(first["accuracy"]) == float(np.mean(np.argmax(logits, -1) == iris.y_test))
+
+
+def _probe_model(seen):
+    """A Model that records (train, rng is None) at trace time and stores 2 random words of
+    its key in the model state."""
+
+    def apply(params, model_state, x, *, train, rng):
+        seen.append((train, rng is None))
+        bits = jax.random.bits(rng, (2,)) if rng is not None else model_state["bits"]
+        return x @ params, {"bits": bits}
+
+    return models.Model(apply)
+
+
+def test_step_key_is_the_documented_fold_in_and_absent_in_evaluation(iris):
+    seen = []
+    model = _probe_model(seen)
+    params = jnp.zeros((4, 3))
+    tx = optax.sgd(0.1)
+    state = train.TrainState.create(params, tx, {"bits": jnp.zeros(2, jnp.uint32)})
+    step = train.make_train_step(model, None, tx, seed=7)
+    batch = (iris.x_train[:8], iris.y_train[:8])
+    for t in range(3):
+        state, _ = step(state, batch)
+        expected = jax.random.bits(
+            jax.random.fold_in(jax.random.fold_in(jax.random.key(7), 2**32 - 1), t), (2,))
+        np.testing.assert_array_equal(state.model_state["bits"], expected)
+    train.make_eval_step(model)(state.params, batch, state.model_state)
+    assert seen == [(True, False), (False, True)]
+
+
+def test_plain_apply_fn_and_adapter_errors():
+    model = models.as_model(lambda params, x: x * params)
+    outputs, model_state = model.apply(2.0, {"s": 1}, jnp.ones(3), train=True, rng=None)
+    np.testing.assert_array_equal(outputs, 2 * np.ones(3))
+    assert model_state == {"s": 1}
+    assert models.as_model(model) is model
+    with pytest.raises(TypeError, match="apply_fn must be a callable"):
+        models.as_model(3)
+    with pytest.raises(TypeError, match="module must be a flax.linen.Module"):
+        models.from_linen(NnxNet(nnx.Rngs(0)))
+    with pytest.raises(TypeError, match="module must be a flax.nnx.Module"):
+        models.from_nnx(LinenNet())
+
+
+def test_model_state_of_another_structure_is_a_clear_error(iris):
+    """A model returning state the train state does not hold (its initial model state was not
+    passed to TrainState.create)."""
+    model = models.Model(lambda p, s, x, *, train, rng: (x @ p, {"running": jnp.ones(())}))
+    tx = optax.sgd(0.1)
+    with pytest.raises(ValueError, match="model_state of another structure"):
+        train.make_train_step(model, None, tx)(train.TrainState.create(jnp.zeros((4, 3)), tx),
+                                               (iris.x_train[:8], iris.y_train[:8]))
