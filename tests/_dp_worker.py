@@ -3,16 +3,62 @@
 Run with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (the flag must be set before
 jax starts, hence the subprocess). Trains the course network on the course data once on one
 device and once data-parallel over an 8-device mesh, from the same initial parameters, with both
-``fit`` and ``make_train_step``, and prints a JSON report on stdout.
+``fit`` and ``make_train_step``; does the same for a linen network with batch norm and dropout
+(whose running statistics must be the global batch's); and prints a JSON report on stdout.
 """
 
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxfund import data, models, optimizers, tasks, train
+
+
+class BatchNormNet(nn.Module):
+    """BatchNorm on the inputs (its statistics have a closed form) -> Dense -> Dropout -> Dense."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.Dropout(0.3, deterministic=not train)(nn.relu(nn.Dense(16)(x)))
+        return nn.Dense(2)(x)
+
+
+def max_diff(a, b):
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def batch_norm_report(ds, mesh) -> dict:
+    """One data-parallel step: the running mean is 0.1 * the GLOBAL batch mean (as torch's
+    SyncBatchNorm), not one device's; fit with the mesh equals fit on one device."""
+    model = models.from_linen(BatchNormNet())
+    tx = optimizers.adam(lr=1e-3)
+    params, model_state = model.init(jax.random.key(0), ds.x_train[:1])
+
+    def fresh():
+        return train.TrainState.create(jax.tree.map(jnp.array, params), tx,
+                                       jax.tree.map(jnp.array, model_state))
+
+    x, y = ds.x_train[:64], ds.y_train[:64]
+    state, _ = train.make_train_step(model, None, tx, mesh=mesh)(fresh(), (x, y))
+    mean = np.asarray(state.model_state["batch_stats"]["BatchNorm_0"]["mean"])
+    kwargs = dict(apply_fn=model, tx=tx, epochs=2, batch_size=64, seed=7,
+                  eval_data=(ds.x_test, ds.y_test))
+    single = train.fit(fresh(), (ds.x_train, ds.y_train), **kwargs)
+    parallel = train.fit(fresh(), (ds.x_train, ds.y_train), mesh=mesh, **kwargs)
+    return {
+        "bn_mean_err_global": float(np.max(np.abs(mean - 0.1 * x.mean(axis=0)))),
+        "bn_mean_err_first_device": float(np.max(np.abs(mean - 0.1 * x[:8].mean(axis=0)))),
+        "bn_fit_params_max_diff": max_diff(single.state.params, parallel.state.params),
+        "bn_fit_model_state_max_diff": max_diff(single.state.model_state,
+                                                parallel.state.model_state),
+        "bn_fit_test_accuracy": [single.history[-1]["test_accuracy"],
+                                 parallel.history[-1]["test_accuracy"]],
+    }
 
 
 def main() -> None:
@@ -53,10 +99,6 @@ def main() -> None:
         losses_1.append(float(metrics_1["loss"]))
         losses_8.append(float(metrics_8["loss"]))
 
-    def max_diff(a, b):
-        return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
     param = parallel.state.params[0]["w"]
     print(json.dumps({
         "devices": jax.device_count(),
@@ -77,6 +119,7 @@ def main() -> None:
         "single_device_batch_shapes": single_shard_shapes,
         "fit_batch_shard_shapes": fit_shard_shapes,
         "step_batch_shard_shapes": sorted(shard_shapes),
+        **batch_norm_report(ds, mesh),
     }))
 
 

@@ -263,6 +263,14 @@ def test_data_parallel_equals_single_device():
     np.testing.assert_allclose(*report["fit_history_loss"], rtol=1e-6)
     np.testing.assert_allclose(*report["step_losses"], rtol=1e-6)
     assert report["fit_test_accuracy"][0] == report["fit_test_accuracy"][1]
+    # Batch norm under data parallelism: the running mean after one step is 0.1 x the mean of
+    # the global 64-example batch (a mean of 64 O(1) values: a few ulps), far from the first
+    # device's 8 examples'; fit on the mesh follows fit on one device, statistics included.
+    assert report["bn_mean_err_global"] <= 1e-6
+    assert report["bn_mean_err_first_device"] > 1e-3
+    assert report["bn_fit_params_max_diff"] <= 1e-6
+    assert report["bn_fit_model_state_max_diff"] <= 1e-6
+    assert report["bn_fit_test_accuracy"][0] == report["bn_fit_test_accuracy"][1]
 
 
 def test_resume_after_epoch_k_is_bitwise_exact(course, tmp_path):
@@ -398,3 +406,116 @@ def test_fit_seeds_distinct_seeds_and_bad_arguments(course):
     with pytest.raises(ValueError, match="larger than the 800 examples"):
         train.fit_seeds(model.init, (course.x_train, course.y_train), seeds=[0],
                         **{**common, "batch_size": 801})
+
+
+# ---------------------------------------------------------------------------------------------
+# Real models: model state and dropout through fit and checkpoints, the caller's arrays, loops.
+
+class LinenBatchNormNet(linen.Module):
+    @linen.compact
+    def __call__(self, x, train: bool):
+        x = linen.BatchNorm(use_running_average=not train)(linen.Dense(16)(x))
+        x = linen.Dropout(0.3, deterministic=not train)(linen.relu(x))
+        return linen.Dense(2)(x)
+
+
+def _batch_norm_setup(ds, key=0):
+    model = models.from_linen(LinenBatchNormNet())
+    params, model_state = model.init(jax.random.key(key), ds.x_train[:1])
+    tx = optimizers.adam(lr=1e-3)
+    return model, tx, train.TrainState.create(params, tx, model_state)
+
+
+def test_resume_with_batch_norm_and_dropout_is_bitwise_exact(course, tmp_path):
+    """The model state (running statistics) is checkpointed with the state and the dropout
+    keys come from (seed, step): resuming after epoch 1 gives the uninterrupted run's state,
+    model state included, bit for bit."""
+    path = tmp_path / "ckpt"
+    model, tx, state = _batch_norm_setup(course)
+
+    def save_epoch_1(entry, st):
+        if entry["epoch"] == 1:
+            checkpoint.save(path, st, {"epoch": 1})
+
+    kwargs = dict(apply_fn=model, tx=tx, epochs=3, batch_size=32, seed=4,
+                  eval_data=(course.x_test, course.y_test))
+    full = train.fit(state, (course.x_train, course.y_train), callback=save_epoch_1, **kwargs)
+    restored, _ = checkpoint.restore(path, _batch_norm_setup(course, key=9)[2])
+    resumed = train.fit(restored, (course.x_train, course.y_train), start_epoch=1, **kwargs)
+    assert jax.tree.leaves(full.state.model_state)  # the running statistics are there
+    assert _leaves_equal(resumed.state, full.state)
+    assert resumed.history == [{**h, "seconds": r["seconds"]}
+                               for h, r in zip(full.history[1:], resumed.history)]
+
+
+def test_fit_never_deletes_the_callers_arrays(course):
+    """The course pattern: two optimizers trained from ONE initial state object."""
+    model, _, _ = _setup(course)
+    params = model.init(jax.random.key(0))
+    results = {}
+    for name, tx in (("adam", optimizers.adam(lr=1e-3)), ("sgd", optimizers.sgd(lr=0.1))):
+        state = train.TrainState.create(params, tx)
+        results[name] = _fit(course, model, tx, state, epochs=1)
+        assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(params))
+    assert not _leaves_equal(results["adam"].state.params, results["sgd"].state.params)
+
+
+class LinenConvNet(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        x = linen.relu(linen.Conv(4, (3, 3))(x.reshape(x.shape[0], 4, 5, 1)))
+        return linen.Dense(2)(x.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("network,auto", [("mlp", "scan"), ("conv", "step")])
+def test_loops_give_the_same_steps_and_auto_picks_by_model(course, network, auto):
+    """loop="scan" and loop="step" run the same steps; "auto" takes the step loop for a
+    convolution on CPU (XLA:CPU runs its gradient slowly inside a while loop), else the scan."""
+    if network == "mlp":
+        model, tx, state = _setup(course)
+        apply_fn = model.apply
+    else:
+        module = LinenConvNet()
+        tx = optimizers.adam(lr=1e-3)
+        state = train.TrainState.create(
+            module.init(jax.random.key(0), course.x_train[:1])["params"], tx)
+
+        def apply_fn(params, x):
+            return module.apply({"params": params}, x)
+
+    x, y = course.x_train[:256], course.y_train[:256]
+    results = {loop: train.fit(state, (x, y), apply_fn=apply_fn, tx=tx, epochs=2,
+                               batch_size=32, seed=1, loop=loop)
+               for loop in ("scan", "step", "auto")}
+    assert {loop: r.loop for loop, r in results.items()} == {"scan": "scan", "step": "step",
+                                                             "auto": auto}
+    assert results["scan"].steps == results["step"].steps == 16
+    # The same operations; XLA may fuse the scan body differently from the standalone step.
+    assert _max_diff(results["scan"].state.params, results["step"].state.params) <= 1e-6
+    np.testing.assert_allclose([h["train_loss"] for h in results["scan"].history],
+                               [h["train_loss"] for h in results["step"].history], rtol=1e-6)
+    with pytest.raises(ValueError, match="loop must be one of"):
+        train.fit(state, (x, y), apply_fn=apply_fn, tx=tx, epochs=1, batch_size=32,
+                  loop="unrolled")
+
+
+def test_fit_seeds_with_a_stateful_model(course):
+    """fit_seeds takes a Model: init_fn returns (params, model_state); seed s trains as fit,
+    running statistics and dropout masks included."""
+    model = models.from_linen(LinenBatchNormNet())
+    tx = optimizers.adam(lr=1e-3)
+    kwargs = dict(apply_fn=model, tx=tx, epochs=2, batch_size=64,
+                  eval_data=(course.x_test, course.y_test))
+    result = train.fit_seeds(lambda key: model.init(key, course.x_train[:1]),
+                             (course.x_train, course.y_train), seeds=[3, 5], **kwargs)
+    params, model_state = model.init(jax.random.key(5), course.x_train[:1])
+    single = train.fit(train.TrainState.create(params, tx, model_state),
+                       (course.x_train, course.y_train), seed=5, **kwargs)
+    # As in test_fit_seeds_equals_fit_per_seed: the vmapped step is computed as the single one
+    # (bitwise); the test loss is a mean that may be summed in another order (n * U32).
+    assert _leaves_equal(jax.tree.map(lambda a: a[1], result.states), single.state)
+    for ours, ref in zip(result.histories[1], single.history, strict=True):
+        np.testing.assert_allclose(ours.pop("test_loss"), ref.pop("test_loss"),
+                                   rtol=len(course.x_test) * U32)
+        assert ours == {k: v for k, v in ref.items() if k != "seconds"}
