@@ -17,6 +17,11 @@ RUNS = {
                            r"relu +\d+\.\d+ +\d+\.\d+%\ntanh +\d+\.\d+ +\d+\.\d+%"),
     "train_flax.py": (["--epochs", "2", "--activation", "gelu"],
                       r"epoch +2 .*\nfinal test accuracy: (0\.\d+|1\.0+)"),
+    # The bar for the CNNs with batch norm and dropout, at their default 15 epochs:
+    # >= 0.97 test accuracy on the digits images, and the same evaluation twice in a row.
+    "train_cnn_linen.py": ([], CNN_PATTERN := r"final test accuracy: (0\.9[7-9]\d*|1\.0+) "
+                                              r"\([^)]*evaluated twice: identical;"),
+    "train_cnn_nnx.py": ([], CNN_PATTERN),
 }
 
 
