@@ -221,7 +221,12 @@ def _make_forward(apply_fn: ApplyFn, loss_fn: LossFn | None, task: str,
                 lambda a: a.astype(jnp.promote_types(a.dtype, jnp.float32))
                 if jnp.issubdtype(a.dtype, jnp.floating) else a, outputs)
         loss, aux = _loss_and_aux(loss_fn(outputs, targets))
-        metrics = {"loss": loss, **aux, **(tasks.metrics(task, outputs, targets) if pair else {})}
+        task_metrics = tasks.metrics(task, outputs, targets) if pair else {}
+        clash = sorted(set(aux) & {"loss", "skipped", *task_metrics})
+        if clash:
+            raise ValueError(f"loss_fn's extra metrics may not be named {clash}: these names "
+                             "are the loss and the task's metrics")
+        metrics = {"loss": loss, **aux, **task_metrics}
         return loss, (metrics, _model_state_like(new_model_state, model_state))
 
     return forward
@@ -268,7 +273,8 @@ def _make_step_body(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.Gradien
                                   params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state, model_state=model_state)
         if skip_nonfinite:
-            finite = _all_finite((metrics["loss"], grads, new_state.params, model_state))
+            finite = _all_finite((metrics["loss"], grads, new_state.params, opt_state,
+                                  model_state))
             new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                                      new_state, state)
             metrics["skipped"] = jnp.logical_not(finite).astype(jnp.int32)
@@ -378,8 +384,8 @@ def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.Gradien
         state is replicated. Batch statistics (batch norm) are those of the global batch, as
         torch's ``SyncBatchNorm``: the model's mean over the sharded batch axis is a global
         mean. ``None``: default device.
-      skip_nonfinite: if True, an update whose loss, gradients, new params or new model state
-        contain NaN/inf is skipped (the state is returned unchanged, ``step`` included) and
+      skip_nonfinite: if True, an update whose loss, gradients, new params, new optimizer state
+        or new model state contain NaN/inf is skipped (the state is returned unchanged, ``step`` included) and
         ``metrics["skipped"]`` is 1.
       seed: the model's RNG in step ``t`` is ``fold_in(fold_in(key(seed), 2**32 - 1), t)``
         (``t = state.step``; dropout masks are reproducible and resume exactly).

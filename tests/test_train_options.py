@@ -278,6 +278,16 @@ INVALID = [
     ("fit, batch_size not divisible by microbatches",
      lambda ds: _fit_call(_batch(ds, 120), microbatches=3),
      r"batch_size=32 must be divisible by microbatches=3"),
+    ("step, an extra metric named loss",
+     lambda ds: _step_call(_batch(ds), loss_fn=lambda out, batch: (
+         _dict_loss(out, batch)[0], {"loss": jnp.float32(0.0)})),
+     r"extra metrics may not be named \['loss'\]"),
+    ("step, pair batch, an extra metric named accuracy",
+     lambda ds: lambda: train.make_train_step(MLP.apply, lambda out, y: (
+         losses.cross_entropy(out, y), {"accuracy": jnp.float32(1.0)}), optimizers.sgd(lr=LR))(
+         train.TrainState.create(_mlp_params(), optimizers.sgd(lr=LR)),
+         (ds.x_train[:32], ds.y_train[:32])),
+     r"extra metrics may not be named \['accuracy'\]"),
 ] + [
     (f"{name}, compute_dtype={dtype}", call, rf"compute_dtype must be a floating dtype .*{dtype}")
     for dtype in ("int32", "nonsense")
@@ -607,6 +617,23 @@ INFINITE_STEPS = {
     "sgd then scale(inf)": lambda: optax.chain(optimizers.sgd(lr=0.1), optax.scale(jnp.inf)),
     "adam then scale(inf)": lambda: optax.chain(optimizers.adam(lr=1e-3), optax.scale(jnp.inf)),
 }
+
+# Loss, gradients and new params finite; only the optimizer state (a trace of inf gradients,
+# clipped before it reaches the params) is not.
+INFINITE_STATE = lambda: optax.chain(optax.scale(jnp.inf), optax.trace(decay=0.9),  # noqa: E731
+                                     optax.clip(1.0))
+
+
+def test_skip_nonfinite_guards_the_optimizer_state(iris):
+    tx = INFINITE_STATE()
+    batch = (iris.x_train[:32], iris.y_train[:32])
+    state = train.TrainState.create(_mlp_params(), tx)
+    plain, _ = train.make_train_step(MLP.apply, losses.cross_entropy, tx)(state, batch)
+    assert _all_finite(plain.params) and not _all_finite(plain.opt_state)
+    guarded, metrics = train.make_train_step(MLP.apply, losses.cross_entropy, tx,
+                                             skip_nonfinite=True)(state, batch)
+    assert int(metrics["skipped"]) == 1 and int(guarded.step) == 0
+    assert _all_finite(guarded.opt_state)
 
 
 def _all_finite(tree):
