@@ -3,7 +3,8 @@
 Every figure the suites report is a ratio of medians measured in one process: the callables of a
 case run interleaved (A, B, C, A, B, C, ... with the order rotated every round), after a warm-up
 that pays for compilation, and each callable blocks on its own result (``block_until_ready`` for
-JAX, a device synchronisation for torch on CUDA).
+JAX, a device synchronisation for torch on CUDA). A callable that pays untimed setup on every
+call (``train.fit`` compiles its loop) times itself instead (:func:`self_timed`).
 """
 
 from __future__ import annotations
@@ -56,18 +57,34 @@ def torch_sync() -> None:
         torch.cuda.synchronize()
 
 
+def self_timed(fn: Callable[[], float]) -> Callable[[], float]:
+    """Mark ``fn`` as timing itself: each call returns its own seconds instead of being timed
+    from outside, and :func:`interleaved` calls it once per round, without a warm-up.
+
+    For work that pays untimed setup on every call, e.g. ``train.fit``: it compiles its loop on
+    each call, sizes its own sample (its number of epochs) and returns the mean seconds of its
+    epochs after the first (from its history).
+    """
+    fn.self_timed = True  # type: ignore[attr-defined]
+    return fn
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, dict[str, float]]:
     """Time callables interleaved; return per-name median/min seconds per call and samples.
 
     Each callable must block until its work is done. The warm-up calls (compilation, first-touch
     allocation) are excluded. Each sample repeats a callable ``number`` times, chosen so a sample
     lasts at least ``config.min_sample_seconds``; the reported time is the sample time divided by
-    ``number``. ``median_s`` is the median over ``config.repeats`` rounds; ``rounds`` keeps
-    every round's time so ratios can be paired (see :func:`paired_ratio`).
+    ``number``. A :func:`self_timed` callable has no warm-up and is called once per round.
+    ``median_s`` is the median over ``config.repeats`` rounds; ``rounds`` keeps every round's
+    time so ratios can be paired (see :func:`paired_ratio`).
     """
     names = list(fns)
     numbers = {}
     for name in names:
+        if getattr(fns[name], "self_timed", False):
+            numbers[name] = 0
+            continue
         for _ in range(config.warmup):
             fns[name]()
         start = time.perf_counter()
@@ -79,6 +96,9 @@ def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, 
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             fn, number = fns[name], numbers[name]
+            if not number:
+                samples[name].append(float(fn()))
+                continue
             start = time.perf_counter()
             for _ in range(number):
                 fn()
@@ -88,7 +108,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, 
             "median_s": statistics.median(values),
             "min_s": min(values),
             "samples": len(values),
-            "calls_per_sample": numbers[name],
+            "calls_per_sample": max(numbers[name], 1),
             "rounds": values,
         }
         for name, values in samples.items()
