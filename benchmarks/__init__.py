@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks`` (or ``jaxfund bench``)::
 
-    python -m benchmarks                      # full run, ~5 minutes on a 2-core CPU
+    python -m benchmarks                      # full run, ~6 minutes on a 2-core CPU
     python -m benchmarks --quick              # every benchmark once, tiny sizes (smoke run)
     python -m benchmarks --only optimizers,train --out /tmp/bench
 

@@ -22,6 +22,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _ms(value: float | None) -> str | None:
+    """Milliseconds to three significant digits (0.0151, 14.6, 203)."""
+    return None if value is None else f"{value:.3g}"
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
@@ -69,14 +74,32 @@ def _train_suite(suite: dict[str, Any]) -> list[str]:
     lines = ["### Train step (Adam, cross-entropy)", ""]
     if "skipped" in suite:
         return lines + [f"Skipped: {suite['skipped']}", ""]
+    target = suite.get("fit_target", 1.1)
+    lines += [f"The loop `train.fit` chooses: ms per step of the per-step Python loop of the "
+              "jitted step (`jaxfund step`, donated), of one jitted `lax.scan` per epoch "
+              "(`jaxfund scan`) and of `train.fit(loop=\"auto\")` (its own shuffle; the loop "
+              f"it chose). Target: fit ÷ min(step, scan) ≤ {target}.", ""]
+    rows = [[case["case"], *(_ms(case["ms_per_step"][f"jaxfund {name}"])
+                             for name in ("step", "scan", "fit")),
+             case["fit_loop"], case["fit_over_best"],
+             "yes" if case["fit_over_best"] <= target else "**no**",
+             case.get("fit_over_shuffled_scan")]
+            for case in suite["cases"]]
+    lines += _table(["network", "step ms/step", "scan ms/step", "fit ms/step", "fit loop",
+                     "fit ÷ min(step, scan)", "≤ target", "fit ÷ scan+shuffle"], rows)
+    lines += ["", "`jaxfund scan+shuffle` (MLPs, a diagnostic): the scan over a fresh "
+              "permutation's batches each epoch, written by hand as `fit` documents its "
+              "epoch; `fit ÷ scan+shuffle` is fit's own overhead beyond its shuffle.", ""]
     for case in suite["cases"]:
         lines += [f"**{case['case']}**, batch {case['batch']}, {case['steps_per_epoch']} steps "
                   "per epoch", ""]
         rows = []
         for name, rate in case["samples_per_s"].items():
             speedup = 1.0 if name == "torch" else case["speedup_vs_torch"][name]
-            rows.append([name, rate, speedup, case["compile_s"][name]])
-        lines += _table(["implementation", "samples/s", "× torch eager", "compile s"], rows)
+            rows.append([name, rate, _ms(case["ms_per_step"][name]), speedup,
+                         case["compile_s"][name]])
+        lines += _table(["implementation", "samples/s", "ms/step", "× torch eager", "compile s"],
+                        rows)
         for name, reason in case["failed"].items():
             lines.append(f"\n{name} failed: `{reason}`")
         lines.append("")

@@ -75,6 +75,35 @@ def test_reference_rows_are_present(results):
     assert all(_positive_finite(v) for v in course["samples_per_s"].values())
 
 
+def test_train_has_a_cnn_row(results):
+    data, _ = results
+    cnn = [c for c in data["suites"]["train"]["cases"] if c["case"].startswith("cnn ")]
+    assert len(cnn) == 1, [c["case"] for c in data["suites"]["train"]["cases"]]
+    assert {"jaxfund step/torch", "jaxfund scan/torch", "jaxfund fit/torch"} <= set(
+        cnn[0]["ratios"])
+
+
+@pytest.mark.parametrize("network", ["course", "wide", "cnn"])
+def test_train_records_the_loop_fit_chose(results, network):
+    """Every network records step, scan and fit ms/step, fit's loop and fit / min(step, scan)
+    (recorded, not asserted: no timing assertions in tests)."""
+    data, markdown = results
+    suite = data["suites"]["train"]
+    case = next(c for c in suite["cases"] if c["case"].startswith(network + " "))
+    for name in ("jaxfund step", "jaxfund scan", "jaxfund fit"):
+        assert _positive_finite(case["ms_per_step"][name]), name
+        assert case["times"][name]["samples"] == data["repeats"], name  # interleaved rounds
+    assert case["fit_loop"] in ("scan", "step")
+    assert _positive_finite(case["fit_over_best"])
+    if network == "cnn":  # the shuffled scan is a diagnostic row of the MLPs only
+        assert case["fit_over_shuffled_scan"] is None
+    else:
+        assert _positive_finite(case["fit_over_shuffled_scan"])
+    assert _positive_finite(case["compile_s"]["jaxfund fit"])
+    assert suite["fit_target"] == 1.1
+    assert "fit ÷ min(step, scan)" in markdown
+
+
 def test_only_and_bad_suite(tmp_path, capsys):
     assert benchmarks.main(["--only", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown suite" in capsys.readouterr().err
