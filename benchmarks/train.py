@@ -24,8 +24,8 @@ Implementations (each epoch runs over the same pre-batched, device-resident data
   by the mean of its epochs' ``seconds`` after the first (its compilation excluded), so it runs
   interleaved with the others. ``fit_loop`` records the loop it chose.
 * ``jaxfund scan+shuffle`` (MLPs, a diagnostic): the scan over the batches of a fresh
-  ``jax.random.permutation`` every epoch, each batch gathered in the step, as ``fit`` documents
-  its epoch. ``fit_over_shuffled_scan`` (fit ÷ this) is fit's overhead beyond its shuffle.
+  permutation every epoch (NumPy, on the host), each batch gathered in the step, as ``fit``
+  documents its epoch. ``fit_over_shuffled_scan`` (fit ÷ this) is fit's overhead beyond its shuffle.
 * ``nnx.jit`` (MLPs): a Flax NNX model + ``nnx.Optimizer(optax.adam)`` under ``nnx.jit``.
 * ``nnx split/merge`` (MLPs): the same NNX step as a pure function of ``nnx.split`` state under
   ``jax.jit`` with donation (the pattern the Flax performance guide recommends).
@@ -42,16 +42,20 @@ gradient inside a while loop tens of times slower. A full run on a 2-core AMD EP
 0.10.2, CPU), ms per step:
 
     network                  step    scan    fit     fit's loop  fit / min(step, scan)
-    course 20-50-2           0.051   0.0151  0.0298  scan        1.97
-    wide 784-1024-1024-10    14.9    14.6    14.7    scan        1.02
-    cnn conv32-conv64-128    6.68    203     6.83    step        1.01
+    course 20-50-2           0.0474  0.0185  0.0213  scan        1.16  (fit / scan+shuffle 0.99)
+    wide 784-1024-1024-10    14.9    14.6    15.1    scan        1.00
+    cnn conv32-conv64-128    6.69    202     6.76    step        0.98
 
 The loop choice is right for all three (the CNN's scan is 30x slower than its step loop; the
-course MLP's scan 3.4x faster), but on the course MLP fit misses the target: its epoch of 25
-tiny steps lasts 0.38 ms in the scan, and fit's shuffle costs about as much again (a
-``jax.random.permutation`` of 800 indices takes 0.15 ms on XLA:CPU, plus a gather per step):
-``jaxfund scan+shuffle`` takes 0.0265 ms per step, fit / it is 1.12. No GPU run yet (on a GPU
-``auto`` always takes the scan).
+course MLP's scan 2.6x faster than its step loop). On the course MLP, whose epoch of 25 tiny
+steps lasts ~0.45 ms, ``jaxfund scan`` is a lower bound rather than the same work: it scans one
+fixed, pre-batched order and fetches nothing, while ``fit`` draws a new shuffle every epoch and
+returns the epoch's metrics. ``fit`` equals the scan that shuffles (``fit ÷ scan+shuffle``
+0.99); the rest is ~50 us of per-epoch work, within this machine's run-to-run noise at this
+scale (medians of 300 epochs of the bare scan ranged 350-470 us). The shuffle is drawn with
+NumPy on the host while the previous epoch trains: ``jax.random.permutation`` of 800 indices
+took ~90 us on XLA:CPU (a sort), and put fit at 1.97x. No GPU run yet (on a GPU ``auto``
+always takes the scan).
 """
 
 from __future__ import annotations
@@ -209,25 +213,24 @@ def _jaxfund_impls(net: dict[str, Any], x: np.ndarray, y: np.ndarray,
 def _shuffled_scan(step: Callable, fresh: Callable, x: np.ndarray, y: np.ndarray,
                    net: dict[str, Any]) -> Callable[[], None]:
     """A diagnostic reference: the scan over the batches of a fresh permutation every epoch,
-    written by hand as ``fit`` documents its epoch (``permutation(fold_in(key, e), n)``, one
-    gather per step). ``fit`` ÷ this is fit's own overhead; this ÷ ``jaxfund scan`` is the
-    shuffle's cost."""
+    written by hand as ``fit`` documents its epoch (``default_rng([seed, e]).permutation(n)``
+    on the host, one gather per step). ``fit`` ÷ this is fit's own overhead; this ÷ ``jaxfund
+    scan`` is the shuffle's cost."""
     shape = (net["steps"], net["batch"])
     data = (jnp.asarray(x), jnp.asarray(y))
-    key = jax.random.key(0)
 
-    def epoch(state: Any, data: Any, e: jax.Array) -> Any:
-        order = jax.random.permutation(jax.random.fold_in(key, e), shape[0] * shape[1])
+    def epoch(state: Any, data: Any, order: jax.Array) -> Any:
         return jax.lax.scan(lambda s, index: step(s, jax.tree.map(lambda a: a[index], data)),
-                            state, order.reshape(shape))
+                            state, order)
 
     compiled = jax.jit(epoch, donate_argnums=0)
     live = {"state": fresh(), "epoch": 0}
 
     def shuffled() -> None:
         live["epoch"] += 1
+        order = np.random.default_rng([0, live["epoch"]]).permutation(shape[0] * shape[1])
         live["state"], _ = jax.block_until_ready(
-            compiled(live["state"], data, jnp.asarray(live["epoch"], jnp.int32)))
+            compiled(live["state"], data, order.reshape(shape).astype(np.int32)))
 
     return shuffled
 

@@ -12,8 +12,9 @@ and batch norm). Batches are ``(x, y)`` pairs or any pytree of arrays sharing th
   precision (``compute_dtype``), gradient accumulation (``microbatches``), a non-finite guard.
 - :func:`fit`: epochs over device-resident data, each ONE compiled ``lax.scan`` over its
   minibatches or, for a convolutional model on CPU, one compiled call per step (``loop``). The
-  shuffle of epoch ``e`` is ``permutation(fold_in(key(seed), e))`` and the model's RNG of step
-  ``t`` is ``fold_in(fold_in(key(seed), 2**32 - 1), t)``, so resuming after epoch ``k``
+  shuffle of epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation(n)`` (drawn on
+  the host one epoch ahead, while the device trains) and the model's RNG of step ``t`` is
+  ``fold_in(fold_in(key(seed), 2**32 - 1), t)``, so resuming after epoch ``k``
   (``start_epoch=k``) reproduces the uninterrupted run bit for bit.
 - :func:`fit_seeds`: several seeds trained at once, ONE compiled program (``jax.vmap`` over the
   seeds of the same epoch and step as :func:`fit`); seed ``s`` trains as ``fit`` with seed ``s``.
@@ -76,8 +77,7 @@ Batch = Any
 ApplyFn = Callable[[Any, Any], Any] | models.Model
 LossFn = Callable[[Any, Any], Any]
 
-# fold_in tag of the model's RNG stream (dropout masks), apart from the epochs' shuffles, which
-# use fold_in(key(seed), e) with epochs e >= 1.
+# fold_in tag of the model's RNG stream (dropout masks) under key(seed).
 _MODEL_STREAM = 2**32 - 1
 
 
@@ -200,7 +200,7 @@ def _model_state_like(new: Any, old: Any) -> Any:
 
 def _model_key(key: jax.Array, step: jax.Array) -> jax.Array:
     """The RNG key handed to the model in train step ``step``: ``fold_in(fold_in(key,
-    2**32 - 1), step)``, a stream apart from the shuffles."""
+    2**32 - 1), step)``."""
     return jax.random.fold_in(jax.random.fold_in(key, _MODEL_STREAM), step)
 
 
@@ -302,23 +302,21 @@ def _gather(data: Any, indices: jax.Array, sharded: NamedSharding | None) -> Any
     return batch if sharded is None else jax.lax.with_sharding_constraint(batch, sharded)
 
 
-def _epoch_order(key: jax.Array, e: jax.Array, n: int, num_batches: int,
-                 batch_size: int) -> jax.Array:
-    """The example indices of epoch ``e``'s minibatches, ``(num_batches, batch_size)``:
-    ``permutation(fold_in(key, e), n)`` with the ragged end dropped."""
-    order = jax.random.permutation(jax.random.fold_in(key, e), n)
-    return order[: num_batches * batch_size].reshape(num_batches, batch_size)
+def _epoch_order(seed: int, e: int, n: int, num_batches: int, batch_size: int) -> np.ndarray:
+    """The example indices of epoch ``e``'s minibatches, int32 ``(num_batches, batch_size)``:
+    ``numpy.random.default_rng([seed, e]).permutation(n)`` with the ragged end dropped.
+
+    Drawn on the host: NumPy permutes 800 indices in ~16 us, XLA:CPU's sort behind
+    ``jax.random.permutation`` takes ~90 us, as long as a whole epoch of the course's MLP."""
+    order = np.random.default_rng([seed, e]).permutation(n)
+    return order[: num_batches * batch_size].reshape(num_batches, batch_size).astype(np.int32)
 
 
-def _make_epoch(step_body: Callable, num_batches: int, batch_size: int,
-                sharded: NamedSharding | None = None) -> Callable:
-    """``epoch(state, data, key, e)``: one ``lax.scan`` of ``step_body`` over the minibatches of
-    ``permutation(fold_in(key, e), n)`` (the ragged last batch dropped)."""
+def _make_epoch(step_body: Callable, sharded: NamedSharding | None = None) -> Callable:
+    """``epoch(state, data, key, order)``: one ``lax.scan`` of ``step_body`` over the minibatches
+    ``data[order[i]]`` (``order`` from :func:`_epoch_order`)."""
 
-    def epoch(state: TrainState, data: Any, key: jax.Array, e: jax.Array):
-        n = _batch_size(data, "train_data")
-        order = _epoch_order(key, e, n, num_batches, batch_size)
-
+    def epoch(state: TrainState, data: Any, key: jax.Array, order: jax.Array):
         def scan_step(state, indices):
             return step_body(state, _gather(data, indices, sharded), key)
 
@@ -573,10 +571,10 @@ def _choose_loop(loop: str, step: Callable, args: tuple, platform: str) -> str:
     """``"scan"`` or ``"step"`` for ``loop="auto"``: a train step with a convolution on CPU
     runs one compiled call per step, everything else one ``lax.scan`` per epoch.
 
-    Measured (benchmarks/train.py, 2-core x86, jaxlib 0.10): XLA:CPU compiles the kernel
-    gradient of a convolution inside a while loop ~70x slower than outside one (a small CNN on
-    digits: 200 ms per step in the scan, 5.9 ms from a Python loop), while an MLP's scan is
-    several times faster than a Python loop (no per-step dispatch).
+    Measured (benchmarks/train.py, 2-core x86, jaxlib 0.10): XLA:CPU runs the kernel gradient
+    of a convolution inside a while loop ~30x slower than outside one (the digits CNN of
+    scripts/train_cnn_linen.py: 202 ms per step in the scan, 6.7 ms from a Python loop), while
+    an MLP's scan is 2.6x faster than a Python loop (no per-step dispatch).
     """
     if loop != "auto":
         return loop
@@ -604,7 +602,8 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
 
     The data are put on the device(s) once and the state is copied once (the caller's arrays
     stay valid; the copies are donated from step to step). Epoch ``e`` visits the examples in
-    the order ``jax.random.permutation(fold_in(key(seed), e), n)``, in ``n // batch_size``
+    the order ``numpy.random.default_rng([seed, e]).permutation(n)`` (drawn on the host while
+    the previous epoch trains), in ``n // batch_size``
     minibatches (the ragged last batch is dropped, as torch ``DataLoader(drop_last=True)``),
     each a step of :func:`make_train_step` (with ``seed``: the model's RNG in step ``t`` is
     ``fold_in(fold_in(key(seed), 2**32 - 1), t)``). Because the shuffle and the RNG depend only
@@ -668,27 +667,29 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
                         mesh.devices.flat[0].platform if mesh is not None
                         else jax.default_backend())
 
-    if loop == "scan":
-        epoch_fn = _make_epoch(step_body, num_batches, batch_size, sharded)
+    n = _batch_size(data, "train_data")
 
-        def train_epoch(state: TrainState, data: Any, epoch: jax.Array):
-            return epoch_fn(state, data, key, epoch)
+    def order_of(epoch: int) -> jax.Array:
+        return place(_epoch_order(seed, epoch, n, num_batches, batch_size))
+
+    if loop == "scan":
+        epoch_fn = _make_epoch(step_body, sharded)
+
+        def train_epoch(state: TrainState, data: Any, order: jax.Array):
+            return epoch_fn(state, data, key, order)
 
         if max_traces is not None:
             train_epoch = chex.assert_max_traces(train_epoch, n=max_traces)
         compiled = jax.jit(train_epoch, donate_argnums=0, **jit_options)
 
-        def run_epoch(state: TrainState, epoch: int):
-            state, metrics = compiled(state, data, jnp.asarray(epoch, jnp.int32))
-            return state, jax.device_get(metrics)
+        def run_epoch(state: TrainState, order: jax.Array, next_epoch: int):
+            state, metrics = compiled(state, data, order)
+            following = order_of(next_epoch)  # on the host, while the device trains
+            return state, jax.device_get(metrics), following
 
-        def compile_loop() -> None:
-            compiled.lower(state, data, jnp.asarray(start_epoch + 1, jnp.int32)).compile()
+        def compile_loop(order: jax.Array) -> None:
+            compiled.lower(state, data, order).compile()
     else:
-        n = _batch_size(data, "train_data")
-        order_of = jax.jit(lambda e: _epoch_order(key, e, n, num_batches, batch_size),
-                           **({} if mesh is None else {"out_shardings": replicated}))
-
         def indexed_step(state: TrainState, data: Any, order: jax.Array, i: jax.Array):
             return step_body(state, _gather(data, order[i], sharded), key)
 
@@ -696,19 +697,17 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
             indexed_step = chex.assert_max_traces(indexed_step, n=max_traces)
         compiled = jax.jit(indexed_step, donate_argnums=0, **jit_options)
 
-        def run_epoch(state: TrainState, epoch: int):
-            order = order_of(jnp.asarray(epoch, jnp.int32))
+        def run_epoch(state: TrainState, order: jax.Array, next_epoch: int):
             metrics = []
             for i in range(num_batches):
                 state, step_metrics = compiled(state, data, order, jnp.asarray(i, jnp.int32))
                 metrics.append(step_metrics)
+            following = order_of(next_epoch)
             return state, {name: np.stack([m[name] for m in jax.device_get(metrics)])
-                           for name in metrics[0]}
+                           for name in metrics[0]}, following
 
-        def compile_loop() -> None:
-            order = order_of.lower(jnp.asarray(1, jnp.int32)).compile()
-            compiled.lower(state, data, order(jnp.asarray(1, jnp.int32)),
-                           jnp.asarray(0, jnp.int32)).compile()
+        def compile_loop(order: jax.Array) -> None:
+            compiled.lower(state, data, order, jnp.asarray(0, jnp.int32)).compile()
 
     evaluate = None
     if eval_data is not None:
@@ -717,13 +716,14 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
 
     history: list[dict] = []
     compile_seconds = train_seconds = 0.0
+    order = order_of(start_epoch + 1)
     if start_epoch < epochs:
         start = time.perf_counter()
-        compile_loop()
+        compile_loop(order)
         compile_seconds = time.perf_counter() - start
     for epoch in range(start_epoch + 1, epochs + 1):
         start = time.perf_counter()
-        state, metrics = run_epoch(state, epoch)
+        state, metrics, order = run_epoch(state, order, epoch + 1)
         seconds = time.perf_counter() - start
         train_seconds += seconds
         test = None if evaluate is None else jax.device_get(evaluate(
@@ -765,7 +765,7 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
 
     Seed ``s`` starts from ``init_fn(jax.random.key(s))`` and trains exactly as
     ``fit(TrainState.create(init_fn(key(s)), tx), train_data, seed=s, ...)``: the same train
-    step, the same epoch (shuffle ``permutation(fold_in(key(s), e), n)``) and the same
+    step, the same epoch (shuffle ``default_rng([s, e]).permutation(n)``) and the same
     evaluation after every epoch. The seeds are batched with ``jax.vmap`` and the epochs run in
     a ``lax.scan``, so ``len(seeds)`` seeds cost one compilation and one dispatch. Batched
     matrix products may be summed in another order than single ones, so a seed's numbers can
@@ -799,8 +799,7 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
     seeds = [_checks.check_int(s, f"seeds[{i}]", low=0) for i, s in enumerate(seeds)]
     if not seeds:
         raise ValueError("seeds must not be empty")
-    epoch_fn = _make_epoch(_make_step_body(apply_fn, loss_fn, tx, task, None, skip_nonfinite),
-                           num_batches, batch_size)
+    epoch_fn = _make_epoch(_make_step_body(apply_fn, loss_fn, tx, task, None, skip_nonfinite))
     evaluate = None if eval_data is None else _make_eval_body(apply_fn, loss_fn, task, None)
     eval_batch = None if eval_data is None else _check_data(eval_data, "eval_data")
 
@@ -809,19 +808,24 @@ def fit_seeds(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
         params, model_state = init if isinstance(apply_fn, models.Model) else (init, {})
         return TrainState.create(params, tx, model_state)
 
-    def one_seed(seed: jax.Array, data: Any, eval_batch: Any):
+    def one_seed(seed: jax.Array, orders: jax.Array, data: Any, eval_batch: Any):
         key = jax.random.key(seed)
 
-        def epoch(state, e):
-            state, train = epoch_fn(state, data, key, e)
+        def epoch(state, order):
+            state, train = epoch_fn(state, data, key, order)
             test = None if evaluate is None else evaluate(
                 _params_to_evaluate(state, eval_params), eval_batch, state.model_state)
             return state, (train, test)
 
-        return jax.lax.scan(epoch, initial_state(key), jnp.arange(1, epochs + 1, dtype=jnp.int32))
+        return jax.lax.scan(epoch, initial_state(key), orders)
 
-    program = jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
-    args = (jnp.asarray(seeds, jnp.uint32), jax.tree.map(jnp.asarray, data),
+    n = _batch_size(data, "train_data")
+    orders = np.zeros((len(seeds), epochs, num_batches, batch_size), np.int32)
+    for i, s in enumerate(seeds):
+        for e in range(epochs):
+            orders[i, e] = _epoch_order(s, e + 1, n, num_batches, batch_size)
+    program = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, None)))
+    args = (jnp.asarray(seeds, jnp.uint32), jnp.asarray(orders), jax.tree.map(jnp.asarray, data),
             None if eval_batch is None else jax.tree.map(jnp.asarray, eval_batch))
     start = time.perf_counter()
     compiled = program.lower(*args).compile()

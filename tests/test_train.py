@@ -132,15 +132,14 @@ def test_history_entries_and_callback(course):
 
 
 def test_fit_equals_step_loop_with_documented_shuffle(course):
-    """An epoch of fit is the train step over permutation(fold_in(key(seed), e)) in batches,
+    """An epoch of fit is the train step over default_rng([seed, e]).permutation(n) in batches,
     with the ragged last batch dropped (800 = 7 * 112 + 16)."""
     model, tx, state = _setup(course)
     loop_state = train.TrainState.create(jax.tree.map(jnp.array, state.params), tx)
     result = _fit(course, model, tx, state, epochs=2, batch_size=112, seed=5)
     step = train.make_train_step(model.apply, tasks.loss("multiclass"), tx)
     for epoch in (1, 2):
-        order = np.asarray(jax.random.permutation(
-            jax.random.fold_in(jax.random.key(5), epoch), 800))
+        order = np.random.default_rng([5, epoch]).permutation(800)
         for i in range(7):
             idx = order[112 * i: 112 * (i + 1)]
             loop_state, _ = step(loop_state, (course.x_train[idx], course.y_train[idx]))
@@ -229,8 +228,7 @@ def test_skip_nonfinite_fit_counts_skips(course):
                        loss_fn=tasks.loss("multiclass"), tx=tx, epochs=2,
                        batch_size=100, seed=1, skip_nonfinite=True)
     for entry in result.history:
-        order = np.asarray(jax.random.permutation(
-            jax.random.fold_in(jax.random.key(1), entry["epoch"]), 800)).reshape(8, 100)
+        order = np.random.default_rng([1, entry["epoch"]]).permutation(800).reshape(8, 100)
         expected = sum(bool(np.isin(bad_rows, batch).any()) for batch in order)
         assert entry["skipped"] == expected > 0
         assert np.isfinite(entry["train_loss"])

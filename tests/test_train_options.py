@@ -324,7 +324,7 @@ def _pair_loss(outputs, y):
 
 def _linear_trajectory(params, x, y, x_test, y_test, microbatches):
     """SGD of ``outputs = x w + b`` with mean squared error, in float64, along the documented
-    shuffle (epoch ``e``: ``permutation(fold_in(key(seed), e), n)``, ragged end dropped), with a
+    shuffle (epoch ``e``: ``default_rng([seed, e]).permutation(n)``, ragged end dropped), with a
     bound on the distance of any float32 run.
 
     Per step, with ``X`` the batch with a column of ones, ``theta = (w, b)``,
@@ -347,8 +347,7 @@ def _linear_trajectory(params, x, y, x_test, y_test, microbatches):
     distance = 0.0
     history = []
     for epoch in range(1, FIT_EPOCHS + 1):
-        order = np.asarray(jax.random.permutation(
-            jax.random.fold_in(jax.random.key(FIT_SEED), epoch), n))
+        order = np.random.default_rng([FIT_SEED, epoch]).permutation(n)
         order = order[: num_batches * FIT_BATCH].reshape(num_batches, FIT_BATCH)
         step_losses, step_maes, loss_bounds, mae_bounds = [], [], [], []
         for indices in order:
@@ -705,8 +704,7 @@ def test_fit_reports_skipped_steps_per_epoch(iris):
                        seed=seed, skip_nonfinite=True)
     expected = []
     for epoch in range(1, epochs + 1):
-        order = np.asarray(jax.random.permutation(
-            jax.random.fold_in(jax.random.key(seed), epoch), 120))[:96].reshape(3, 32)
+        order = np.random.default_rng([seed, epoch]).permutation(120)[:96].reshape(3, 32)
         expected.append(sum(bool(np.isin(rows, batch).any()) for batch in order))
     assert 0 < sum(expected) < 3 * epochs  # some steps skipped, some not
     assert [entry["skipped"] for entry in result.history] == expected
