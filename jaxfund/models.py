@@ -82,16 +82,23 @@ class MLP:
       activation: a name of :data:`jaxfund.activations.ELEMENTWISE` (``"relu"``,
         ``"LeakyReLU"``, ...) or a callable, used after every hidden layer; or a sequence with
         one of those per hidden layer (see :func:`hidden_activation`).
+      dropout: probability of zeroing each hidden unit after its activation in training (torch
+        ``nn.Dropout(p)``: the kept units are scaled by ``1 / (1 - p)``); 0 for none. Active
+        only through the MLP's :class:`Model` (pass the MLP itself as ``apply_fn``, see
+        :func:`as_model`) or ``apply(..., train=True, rng=key)``.
     """
 
     in_features: int
     hidden: tuple[int, ...] = (64, 64)
     out_features: int = 1
     activation: str | Callable | Sequence[str | Callable] = "relu"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _checks.check_int(self.in_features, "in_features", low=1)
         _checks.check_int(self.out_features, "out_features", low=1)
+        object.__setattr__(self, "dropout", _checks.check_real(self.dropout, "dropout", low=0.0,
+                                                               high=1.0, high_open=True))
         if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
             raise TypeError(f"hidden must be a sequence of positive ints, got {self.hidden!r}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -158,12 +165,16 @@ class MLP:
                 f"{{'w', 'b'}} dicts with shapes {expected}, got {got}"
             )
 
-    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+    def apply(self, params: Params, x: jax.Array, *, train: bool = False,
+              rng: jax.Array | None = None) -> jax.Array:
         """Runs the network: ``h_{i+1} = act_i(h_i @ w_i + b_i)``, no activation on the output.
 
         Args:
           params: parameters from :meth:`init` (or of the same structure and shapes).
           x: floating array ``(batch, in_features)`` or a single sample ``(in_features,)``.
+          train, rng: with ``dropout > 0``, ``train=True`` and a key, hidden layer ``i``'s units
+            are dropped with the mask ``bernoulli(fold_in(rng, i), 1 - dropout)`` and the kept
+            ones scaled by ``1 / (1 - dropout)``; otherwise no dropout (evaluation).
 
         Returns:
           ``(batch, out_features)`` (or ``(out_features,)``) raw outputs / logits, in the
@@ -175,10 +186,23 @@ class MLP:
         """
         x = _checks.as_float_array(x, "x")
         self._check(params, x)
+        drop = self.dropout > 0 and train and rng is not None
         h = x
-        for layer, act in zip(params[:-1], self._activations):
+        for i, (layer, act) in enumerate(zip(params[:-1], self._activations)):
             h = act(h @ layer["w"] + layer["b"])
+            if drop:
+                keep = jax.random.bernoulli(jax.random.fold_in(rng, i), 1.0 - self.dropout,
+                                            h.shape)
+                h = jnp.where(keep, h / (1.0 - self.dropout), 0).astype(h.dtype)
         return h @ params[-1]["w"] + params[-1]["b"]
+
+    def as_model(self) -> Model:
+        """The MLP as a :class:`Model` (no model state; dropout in training)."""
+
+        def apply(params: Params, model_state: Any, x: jax.Array, *, train: bool, rng: Any):
+            return self.apply(params, x, train=train, rng=rng), model_state
+
+        return Model(apply)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,16 +224,18 @@ class Model:
     init: Callable[[jax.Array, Any], tuple[Any, Any]] | None = None
 
 
-def as_model(apply_fn: Callable | Model) -> Model:
-    """``apply_fn`` as a :class:`Model`: a :class:`Model` unchanged; a plain
-    ``apply_fn(params, inputs) -> outputs`` (no state, no RNG, the same in training and
-    evaluation) wrapped.
+def as_model(apply_fn: Callable | Model | MLP) -> Model:
+    """``apply_fn`` as a :class:`Model`: a :class:`Model` unchanged; an :class:`MLP` as
+    :meth:`MLP.as_model` (with its dropout); a plain ``apply_fn(params, inputs) -> outputs``
+    (no state, no RNG, the same in training and evaluation) wrapped.
 
     Raises:
       TypeError: ``apply_fn`` is neither callable nor a :class:`Model`.
     """
     if isinstance(apply_fn, Model):
         return apply_fn
+    if isinstance(apply_fn, MLP):
+        return apply_fn.as_model()
     if not callable(apply_fn):
         raise TypeError("apply_fn must be a callable apply_fn(params, inputs) -> outputs or a "
                         f"jaxfund.models.Model, got {type(apply_fn).__name__}")

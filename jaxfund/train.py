@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 Batch = Any
-ApplyFn = Callable[[Any, Any], Any] | models.Model
+ApplyFn = Callable[[Any, Any], Any] | models.Model | models.MLP
 LossFn = Callable[[Any, Any], Any]
 
 # fold_in tag of the model's RNG stream (dropout masks) under key(seed).
@@ -371,7 +371,8 @@ def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.Gradien
     Args:
       apply_fn: a plain ``apply_fn(params, inputs) -> outputs``, or a
         :class:`jaxfund.models.Model` (model state, train/eval flag, RNG): e.g.
-        :func:`jaxfund.models.from_linen` or :func:`jaxfund.models.from_nnx`.
+        :func:`jaxfund.models.from_linen` or :func:`jaxfund.models.from_nnx`; or a
+        :class:`jaxfund.models.MLP` (with its dropout).
       loss_fn: ``loss_fn(outputs, targets) -> scalar`` or ``-> (scalar, {name: scalar})`` (the
         extra metrics are reported); ``None`` takes the task's loss, :func:`jaxfund.tasks.loss`.
       tx: an ``optax.GradientTransformation``, e.g. ``jaxfund.optimizers.adam(lr=1e-3)``.
@@ -595,7 +596,7 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         eval_data: Any = None, start_epoch: int = 0,
         mesh: Mesh | None = None, skip_nonfinite: bool = False, compute_dtype: Any = None,
         microbatches: int = 1, loop: str = "auto",
-        callback: Callable[[dict, TrainState], None] | None = None,
+        callback: Callable[[dict, TrainState], bool | None] | None = None,
         eval_params: Callable[[TrainState], Any] | None = None,
         max_traces: int | None = None) -> FitResult:
     """Trains for epochs ``start_epoch + 1 .. epochs`` on device-resident data.
@@ -631,8 +632,9 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         (XLA:CPU runs a convolution's gradient inside a loop tens of times slower), ``"scan"``
         otherwise. Both give the same steps.
       callback: ``callback(entry, state)`` after every epoch, e.g. for a progress bar or a
-        checkpoint (:func:`jaxfund.checkpoint.save`). The state is donated to the next epoch:
-        save or copy it inside the callback rather than keeping a reference.
+        checkpoint (:func:`jaxfund.checkpoint.save`); if it returns True, training stops after
+        this epoch (early stopping). The state is donated to the next epoch: save or copy it
+        inside the callback rather than keeping a reference.
       eval_params: the parameters to evaluate, as a function of the state; default
         ``state.params``. :func:`jaxfund.averaging.averaged_params` evaluates the SWA/EMA average.
 
@@ -730,11 +732,10 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
             _params_to_evaluate(state, eval_params), eval_batch, state.model_state))
         entry = {**_history_entry(epoch, metrics, test), "seconds": seconds}
         history.append(entry)
-        if callback is not None:
-            callback(entry, state)
+        if callback is not None and callback(entry, state):
+            break
     return FitResult(state=state, history=history, compile_seconds=compile_seconds,
-                     train_seconds=train_seconds, steps=num_batches * (epochs - start_epoch),
-                     loop=loop)
+                     train_seconds=train_seconds, steps=num_batches * len(history), loop=loop)
 
 
 class SeedsResult(NamedTuple):

@@ -400,3 +400,45 @@ def test_model_state_of_another_structure_is_a_clear_error(iris):
     with pytest.raises(ValueError, match="model_state of another structure"):
         train.make_train_step(model, None, tx)(train.TrainState.create(jnp.zeros((4, 3)), tx),
                                                (iris.x_train[:8], iris.y_train[:8]))
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_mlp_dropout_zeroes_or_scales_each_unit(p):
+    """An MLP 8 -> 4096 (identity) -> 4096 whose output layer is the identity: its output in
+    training is the hidden layer with each unit either 0 or h / (1 - p) (torch nn.Dropout), the
+    kept fraction 1 - p within 5 binomial standard deviations; evaluation has no dropout."""
+    width = 4096
+    model = models.MLP(8, (width,), width, activation="identity", dropout=p)
+    params = model.init(jax.random.key(0))
+    params[1] = {"w": jnp.eye(width), "b": jnp.zeros(width)}
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    hidden = x @ np.asarray(params[0]["w"]) + np.asarray(params[0]["b"])
+    out = np.asarray(model.apply(params, x, train=True, rng=jax.random.key(1)))
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], hidden[kept] / (1 - p), rtol=1e-6)
+    n = kept.size
+    assert abs(kept.sum() - (1 - p) * n) <= 5 * math.sqrt(n * p * (1 - p))
+    other = np.asarray(model.apply(params, x, train=True, rng=jax.random.key(2)))
+    assert not np.array_equal(other != 0, kept)
+    np.testing.assert_allclose(model.apply(params, x), hidden, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(model.apply(params, x, train=True), model.apply(params, x))
+
+
+def test_mlp_as_apply_fn_trains_with_dropout(iris):
+    """Passed itself as apply_fn, the MLP drops units in training (a new mask every step) and
+    not in evaluation; its plain .apply never drops."""
+    model = models.MLP(4, (64,), 3, dropout=0.5)
+    tx = optax.set_to_zero()
+    batch = (iris.x_train[:32], iris.y_train[:32])
+    state = train.TrainState.create(model.init(jax.random.key(0)), tx)
+    step = train.make_train_step(model, None, tx)
+    losses_seen = []
+    for _ in range(3):
+        state, metrics = step(state, batch)
+        losses_seen.append(float(metrics["loss"]))
+    assert len(set(losses_seen)) == 3
+    evaluate = train.make_eval_step(model)(state.params, batch)
+    plain = train.make_train_step(model.apply, None, tx)(state, batch)[1]
+    assert float(evaluate["loss"]) == pytest.approx(float(plain["loss"]), rel=1e-6)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)|dropout must be <"):
+        models.MLP(4, (8,), 3, dropout=1.0)

@@ -517,3 +517,12 @@ def test_fit_seeds_with_a_stateful_model(course):
         np.testing.assert_allclose(ours.pop("test_loss"), ref.pop("test_loss"),
                                    rtol=len(course.x_test) * U32)
         assert ours == {k: v for k, v in ref.items() if k != "seconds"}
+
+
+def test_callback_returning_true_stops_training(course):
+    """Early stopping: a callback that returns True after epoch 2 ends fit there."""
+    model, tx, state = _setup(course)
+    result = _fit(course, model, tx, state, epochs=10,
+                  callback=lambda entry, st: entry["epoch"] == 2)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.steps == 2 * 25 and int(result.state.step) == 50
