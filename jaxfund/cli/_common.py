@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -28,16 +29,47 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
     pass
 
 
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() also takes '１２' and '٦٤' and 1_000
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+MAX_WIDTH = 2**16
+"""The widest hidden layer :func:`int_tuple` accepts. One 65536 x 65536 float32 weight matrix is
+16 GiB (48 GiB with Adam's two moments): about the memory of one accelerator, so no width that
+could train is refused, while a typo such as ``--hidden 1000000000`` (a 4 EB matrix) is refused
+when the options are parsed instead of failing, or swapping for minutes, in the allocator."""
+
+
+def _digits(text: str) -> int | None:
+    """``text`` (ASCII digits, surrounding blanks allowed) as an int, else ``None``. At most 30
+    digits are converted: more is out of every range here, and int() refuses > 4300 digits."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text):
+        return None
+    text = text.lstrip("0") or "0"
+    return int(text) if len(text) <= 30 else 10**30
+
+
 def int_tuple(text: str) -> tuple[int, ...]:
-    """``"64,64"`` -> ``(64, 64)``: positive widths."""
-    try:
-        widths = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated ints like 64,64, got {text!r}") from None
-    if any(w < 1 for w in widths):
-        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
-    return widths
+    """``"64,64"`` -> ``(64, 64)``: one or more widths, each ASCII digits in
+    ``1..MAX_WIDTH`` (:data:`MAX_WIDTH`), blanks around them allowed, no empty item."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected at least one width, got {text!r}")
+    widths = []
+    for item in text.split(","):
+        if not item.strip():
+            raise argparse.ArgumentTypeError(
+                f"empty width in {text!r}: expected comma-separated ints like 64,64")
+        width = _digits(item)
+        if width is None:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated ints like 64,64, got {text!r}")
+        if width < 1:
+            raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+        if width > MAX_WIDTH:
+            raise argparse.ArgumentTypeError(
+                f"width {item.strip()} in {text!r} is larger than {MAX_WIDTH}")
+        widths.append(width)
+    return tuple(widths)
 
 
 def name_list(text: str) -> list[str]:
@@ -49,12 +81,54 @@ def name_list(text: str) -> list[str]:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if value < 1:
+    """``"30"`` -> ``30``: ASCII digits, at least 1."""
+    value = _digits(text)
+    if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
+SEED_MAX = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """``"0"`` -> ``0``: a seed, ASCII digits in ``0..2**32-1``. Without x64,
+    ``jax.random.key`` keeps only the low 32 bits of a seed (``key(2**32)`` is ``key(0)``, a
+    silent repeat of another run) and fails from ``2**63`` on."""
+    value = _digits(text)
+    if value is None or value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0..{SEED_MAX}, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``"1e-3"`` -> ``0.001``: a decimal number (ASCII, no ``_``) that is finite, so ``inf``,
+    ``nan`` and ``1e400`` (which overflows to inf) are refused."""
+    stripped = text.strip()
+    if not _FLOAT.fullmatch(stripped):
+        kind = "finite " if stripped.lower().lstrip("+-") in ("inf", "infinity", "nan") else ""
+        raise argparse.ArgumentTypeError(f"expected a {kind}number like 0.001, got {text!r}")
+    value = float(stripped)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r} "
+                                         f"(it overflows to {value})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A :func:`finite_float` > 0 (e.g. ``--lr``): ``0``, ``-1``, ``inf``, ``nan`` refused."""
+    value = finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A :func:`finite_float` >= 0 (e.g. ``--weight-decay``): ``-1``, ``inf``, ``nan``
+    refused."""
+    value = finite_float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
 
 
