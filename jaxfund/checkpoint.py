@@ -38,6 +38,7 @@ import tempfile
 from typing import Any
 
 import flax.serialization
+import msgpack
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -163,9 +164,28 @@ def _read(path: str) -> tuple[dict, dict, dict]:
         leaves = content["leaves"]
     except Exception as err:  # any decoding failure means an unreadable file
         raise ValueError(f"checkpoint {path} cannot be decoded: {err}") from None
+    malformed = f"checkpoint {path} is malformed:"
+    if not isinstance(header, dict):
+        raise ValueError(f"{malformed} its header is not a JSON object")
     if header.get("format_version") != _FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format version {header.get('format_version')}, "
                          f"this jaxfund reads version {_FORMAT_VERSION}")
+    for key in ("paths", "shapes", "dtypes"):
+        if not isinstance(header.get(key), list):
+            raise ValueError(f"{malformed} its header has no list {key!r}")
+    if not isinstance(leaves, dict):
+        raise ValueError(f"{malformed} its leaves are a {type(leaves).__name__}, not a map of "
+                         "arrays")
+    for i, name in enumerate(header["paths"]):
+        leaf = leaves.get(str(i))
+        if str(i) not in leaves:
+            raise ValueError(f"{malformed} leaf {i} ({name}) is missing")
+        if isinstance(leaf, msgpack.ExtType):
+            raise ValueError(f"{malformed} leaf {i} ({name}) is of an unknown msgpack "
+                             f"extension type {leaf.code}")
+        if not isinstance(leaf, (np.ndarray, np.generic)):
+            raise ValueError(f"{malformed} leaf {i} ({name}) is a {type(leaf).__name__}, not "
+                             "an array")
     return header, extra, leaves
 
 

@@ -317,38 +317,6 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _leaf_problem(path: str) -> str:
-    """Why the leaves of a checksum-valid checkpoint cannot be read (a missing leaf, a leaf that
-    is not an array, a header that is not an object), for :func:`read_checkpoint`."""
-    import numpy as np
-
-    from jaxfund import checkpoint as ckpt
-
-    try:
-        header, _, leaves = ckpt._read(path)
-    except AttributeError:
-        return f"checkpoint {path} is malformed: its header is not a JSON object"
-    if not isinstance(header, dict):
-        return f"checkpoint {path} is malformed: its header is not a JSON object"
-    for key in ("paths", "shapes", "dtypes"):
-        if not isinstance(header.get(key), list):
-            return f"checkpoint {path} is malformed: its header has no list {key!r}"
-    if not isinstance(leaves, dict):
-        return f"checkpoint {path} is malformed: its leaves are a {type(leaves).__name__}, " \
-               "not a map of arrays"
-    for i, name in enumerate(header["paths"]):
-        leaf = leaves.get(str(i))
-        if str(i) not in leaves:
-            return f"checkpoint {path} is malformed: leaf {i} ({name}) is missing"
-        if type(leaf).__name__ == "ExtType":
-            return (f"checkpoint {path} is malformed: leaf {i} ({name}) is of an unknown "
-                    f"msgpack extension type {leaf.code}")
-        if not isinstance(leaf, (np.ndarray, np.generic)):
-            return (f"checkpoint {path} is malformed: leaf {i} ({name}) is a "
-                    f"{type(leaf).__name__}, not an array")
-    return f"checkpoint {path} is malformed"
-
-
 def _number(value: Any) -> float | int | None:
     """``value`` as a number if it is one (not a bool) or one of the strings ``"nan"``,
     ``"inf"``, ``"-inf"`` that :func:`jaxfund.cli._common.plain` writes; else ``None``."""
@@ -429,8 +397,6 @@ def read_checkpoint(path: str | os.PathLike, like: Any, config: dict,
         raise UsageError(f"--resume: cannot read {path!r}: {err.strerror or err}") from None
     except ValueError as err:
         raise UsageError(f"--resume: {_one_line(err)}") from None
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise UsageError(f"--resume: {_leaf_problem(path)}") from None
     problem = _metadata_problem(extra)
     if problem:
         raise UsageError(f"--resume: checkpoint {path} is malformed: {_one_line(problem)}")
