@@ -88,6 +88,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """``"0"`` -> ``0``: ASCII digits (e.g. ``--warmup-epochs``)."""
+    value = _digits(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
 SEED_MAX = 2**32 - 1
 
 
@@ -132,9 +140,25 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A :func:`finite_float` in (0, 1) (e.g. ``--test-size``)."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def dropout_rate(text: str) -> float:
+    """A :func:`finite_float` in [0, 1) (``--dropout``)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """The options every training command shares, with the same defaults."""
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
     parser.add_argument("--epochs", type=positive_int, default=30, help="epochs per run")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size")
     parser.add_argument("--hidden", type=int_tuple, default="64,64",
