@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["SUITES", "main", "run"]
+__all__ = ["SUITES", "UsageError", "main", "parse_args", "run"]
 
 SUITES = ("activations", "losses", "optimizers", "train")
 
@@ -31,8 +31,19 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 QUICK_DIR = os.path.join("runs", "bench-quick")
 
 
+class UsageError(ValueError):
+    """A bad command-line argument: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are a :class:`UsageError` (one line, no usage dump)."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m benchmarks",
         description="jaxfund vs jax.nn / optax / torch / flax: time ratios measured interleaved "
                     "in one process (median of repeats, compilation excluded).")
@@ -87,18 +98,31 @@ def run(suites: list[str], *, quick: bool = False, repeats: int | None = None,
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 for a bad argument)."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line ``argv`` (default ``sys.argv[1:]``), checked; ``args.only`` becomes the
+    list of suites. Raises :class:`UsageError` (a one-line message) for a bad argument; ``--help``
+    prints the help and raises ``SystemExit(0)``."""
     args = _parser().parse_args(argv)
     suites = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in suites if s not in SUITES]
     if unknown or not suites:
-        print(f"error: unknown suite(s) {unknown or args.only!r}; choose from "
-              f"{', '.join(SUITES)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--only: unknown suite(s) {unknown or args.only!r}; choose from "
+                         f"{', '.join(SUITES)}")
     if args.repeats is not None and args.repeats < 1:
-        print("error: --repeats must be >= 1", file=sys.stderr)
+        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    args.only = suites
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for a bad argument, reported as one
+    line on stderr)."""
+    try:
+        args = parse_args(argv)
+    except UsageError as err:
+        print(f"python -m benchmarks: error: {err}", file=sys.stderr)
         return 2
+    suites = args.only
     from benchmarks import _harness, _report
 
     results = run(suites, quick=args.quick, repeats=args.repeats,
