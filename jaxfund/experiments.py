@@ -19,7 +19,8 @@ In a notebook::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,7 @@ class CompareRow:
     Attributes:
       dataset, task, activation, optimizer: what was trained (``task`` from
         :func:`jaxfund.tasks.infer`).
+      lr: the optimizer's learning rate (``lrs[optimizer]``, else ``lr``).
       metric: ``"accuracy"`` or ``"mse"`` (:func:`jaxfund.tasks.metric`).
       seeds: the seeds, one model each.
       test_metric: the test metric after the last epoch, one per seed.
@@ -65,6 +67,7 @@ class CompareRow:
     task: str
     activation: str
     optimizer: str
+    lr: float
     metric: str
     seeds: tuple[int, ...]
     test_metric: np.ndarray
@@ -92,7 +95,8 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
             optimizers: Sequence[str] = ("adam",), *, lr: float = 1e-3, epochs: int = 30,
             batch_size: int = 64, hidden: Sequence[int] = (64, 64), seeds: int = 3,
             seed: int = 0, target_loss: float = 0.2,
-            on_run: Callable[[str, str, str], None] | None = None) -> dict[str, list[CompareRow]]:
+            on_run: Callable[[str, str, str], None] | None = None,
+            lrs: Mapping[str, float] | None = None) -> dict[str, list[CompareRow]]:
     """The course's exercise: the same MLP trained with each activation, on each dataset.
 
     For every (dataset, optimizer, activation) an ``MLP(features, hidden, out, activation)``
@@ -104,28 +108,39 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
     Args:
       datasets: names of :data:`jaxfund.data.NAMES`.
       activations: names of :data:`jaxfund.activations.ELEMENTWISE`.
-      optimizers: names for :func:`jaxfund.optimizers.get`, each with ``lr=lr`` and torch's
-        other defaults.
-      lr, epochs, batch_size, hidden, seeds, seed: the training set-up.
+      optimizers: names for :func:`jaxfund.optimizers.first_order`, each with its learning
+        rate (``lrs[name]``, else ``lr``) and torch's other defaults.
+      lr, epochs, batch_size, hidden, seeds, seed: the training set-up; ``lr`` is the learning
+        rate of every optimizer that ``lrs`` does not name.
       target_loss: :attr:`CompareRow.epochs_to_target` reports when the mean train loss
-        reaches it.
+        reaches it (a finite number ``>= 0``).
       on_run: called as ``on_run(dataset, activation, optimizer)`` before each row trains
         (a progress bar).
+      lrs: a learning rate per optimizer, ``{name: lr}`` (e.g. ``{"sgd": 0.1}``: SGD needs a
+        larger step than Adam); every key must be one of ``optimizers``.
 
     Returns:
       ``{dataset: [CompareRow, ...]}``, rows ordered by optimizer, then activation.
 
     Raises:
       ValueError: an unknown dataset, activation or optimizer name (listing the valid ones),
-        a ``batch_size`` above a dataset's training examples, or bad numbers.
+        an ``lrs`` key that is not in ``optimizers``, a ``batch_size`` above a dataset's
+        training examples, or bad numbers.
     """
     for name in datasets:
         _checks.check_choice(name, "datasets", data.NAMES)
     for name in activations:
         models.hidden_activation(name)
-    txs = {name: _optimizer(name, lr) for name in optimizers}
+    lrs = dict(lrs or {})
+    extra = [name for name in lrs if name not in optimizers]
+    if extra:
+        raise ValueError(f"lrs: {', '.join(map(repr, extra))} not in optimizers "
+                         f"{tuple(optimizers)}")
+    opt_lrs = {name: lrs.get(name, lr) for name in optimizers}
+    txs = {name: _optimizer(name, opt_lr) for name, opt_lr in opt_lrs.items()}
     _checks.check_int(seeds, "seeds", low=1)
     _checks.check_int(seed, "seed", low=0)
+    _checks.check_real(target_loss, "target_loss", low=0.0, high=math.inf, high_open=True)
     seed_list = tuple(range(seed, seed + seeds))
     results: dict[str, list[CompareRow]] = {}
     for dataset in datasets:
@@ -148,7 +163,7 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
                 reached = np.flatnonzero(mean_loss <= target_loss)
                 rows.append(CompareRow(
                     dataset=dataset, task=ds.task, activation=act, optimizer=opt_name,
-                    metric=metric, seeds=seed_list,
+                    lr=opt_lrs[opt_name], metric=metric, seeds=seed_list,
                     test_metric=curves[f"test_{metric}"][:, -1],
                     final_train_loss=curves["train_loss"][:, -1],
                     train_loss_curves=curves["train_loss"],

@@ -1,5 +1,6 @@
-"""``jaxfund plot`` and ``jaxfund gradients``: the course's figures. The numbers come from
-:func:`jaxfund.experiments.activation_curves` and :func:`jaxfund.experiments.gradient_flow`."""
+"""``jaxfund plot`` and ``jaxfund gradients``: the course's figures (``plot --html`` also as an
+interactive Plotly page). The numbers come from :func:`jaxfund.experiments.activation_curves`
+and :func:`jaxfund.experiments.gradient_flow`."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ def add_parsers(sub: Any) -> None:
         help="plot every activation and its derivative (OUT/activations.png)",
         description="Plot each activation and its derivative (jax.vmap(jax.grad(f))) over "
                     "[-5, 5], one row per family. Writes OUT/activations.png and one "
-                    "OUT/activations_<family>.png per family.")
+                    "OUT/activations_<family>.png per family, and with --html "
+                    "OUT/activations.html (every family, interactive).")
     plot.add_argument("--points", type=_common.positive_int, default=1001,
                       help="grid points on [-5, 5] (odd includes x = 0, the kink)")
+    plot.add_argument("--html", action="store_true",
+                      help="also write OUT/activations.html: the figure as an interactive "
+                           "Plotly page, self-contained (plotly.js embedded, opens offline)")
     plot.add_argument("--out", default="runs/plot", help="output directory")
     plot.set_defaults(func=run_plot)
 
@@ -48,11 +53,14 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    from jaxfund.cli import plots
+
+    if args.html:
+        _common.checked("--html", plots.check_plotly)
     out = _common.output_dir(args.out)
     from rich.table import Table
 
     from jaxfund import experiments
-    from jaxfund.cli import plots
 
     x, families = experiments.activation_curves(args.points)
     ends = experiments.activation_curves(3)[1]  # f and f' at -5, 0 and 5
@@ -69,6 +77,9 @@ def run_plot(args: argparse.Namespace) -> int:
         name = f"activations_{family}.png"
         plots.activations_figure(x, {_TITLES[family]: curves}, os.path.join(out, name))
         written.append(name)
+    if args.html:
+        plots.activations_html(x, titled, os.path.join(out, "activations.html"))
+        written.append("activations.html")
     stdout, _ = _common.consoles()
     stdout.print(table)
     stdout.print(f"wrote {', '.join(os.path.join(out, w) for w in written)}")
