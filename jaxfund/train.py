@@ -384,8 +384,8 @@ def make_train_step(apply_fn: ApplyFn, loss_fn: LossFn | None, tx: optax.Gradien
         torch's ``SyncBatchNorm``: the model's mean over the sharded batch axis is a global
         mean. ``None``: default device.
       skip_nonfinite: if True, an update whose loss, gradients, new params, new optimizer state
-        or new model state contain NaN/inf is skipped (the state is returned unchanged, ``step`` included) and
-        ``metrics["skipped"]`` is 1.
+        or new model state contain NaN/inf is skipped (the state is returned unchanged,
+        ``step`` included) and ``metrics["skipped"]`` is 1.
       seed: the model's RNG in step ``t`` is ``fold_in(fold_in(key(seed), 2**32 - 1), t)``
         (``t = state.step``; dropout masks are reproducible and resume exactly).
       compute_dtype: e.g. ``"bfloat16"``: the forward and backward passes run in this dtype

@@ -6,14 +6,19 @@ one default ``train`` run, which must reach the advertised >= 95% test accuracy 
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import flax.serialization
 import jax
 import numpy as np
 import pytest
@@ -54,13 +59,18 @@ HELP = {
     "train": {"--dataset": "digits", "--activation": "relu", "--optimizer": "adam",
               "--lr": "0.001", "--epochs": "30", "--batch-size": "64", "--hidden": "64,64",
               "--weight-decay": "None", "--seed": "0", "--data-parallel": "False",
-              "--resume": "False", "--out": "runs/train"},
+              "--resume": "False", "--out": "runs/train", "--data": "None", "--target": "None",
+              "--task": "None", "--test-size": "0.2", "--drop-nonfinite": "False",
+              "--lr-schedule": "constant", "--step-size": "10", "--gamma": "0.1",
+              "--warmup-epochs": "0", "--clip-norm": "None", "--dtype": "float32",
+              "--dropout": "0.0", "--patience": "None", "--overwrite": "False",
+              "--tensorboard": "False", "--html": "False"},
     "compare": {"--datasets": "classification,digits",
                 "--activations": "identity,sigmoid,tanh,relu,leaky_relu,gelu",
                 "--optimizers": "adam", "--lr": "0.001", "--epochs": "30", "--batch-size": "64",
                 "--hidden": "64,64", "--seeds": "3", "--seed": "0", "--target-loss": "0.2",
-                "--out": "runs/compare"},
-    "plot": {"--points": "1001", "--out": "runs/plot"},
+                "--out": "runs/compare", "--html": "False"},
+    "plot": {"--points": "1001", "--out": "runs/plot", "--html": "False"},
     "gradients": {"--depth": "20", "--width": "64",
                   "--activations": "sigmoid,tanh,relu,gelu,identity", "--seed": "0",
                   "--out": "runs/gradients"},
@@ -72,9 +82,9 @@ def test_help_documents_every_option_and_default(capsys, command):
     code, out, err = run(capsys, command, "--help")
     assert code == 0 and not err
     text = " ".join(out.split())  # undo argparse's line wrapping
-    for option, default in HELP[command].items():
-        start = text.index(option, text.index("options:"))
-        nxt = [text.find(o, start + len(option)) for o in HELP[command] if o != option]
+    for option, default in HELP[command].items():  # "--data " is not "--dataset "
+        start = text.index(f"{option} ", text.index("options:"))
+        nxt = [text.find(f"{o} ", start + len(option)) for o in HELP[command] if o != option]
         end = min([i for i in nxt if i > start] + [len(text)])
         assert f"(default: {default})" in text[start:end], (option, text[start:end])
     # Every option the parser has is in the table above (so none goes undocumented).
@@ -105,7 +115,7 @@ ERROR_CASES = [
     (["train", "--epochs", "zero"], ["--epochs", "zero"]),
     (["train", "--hidden", "64,x"], ["--hidden", "64,x"]),
     (["train", "--batch-size", "100000"], ["--batch-size", "1437"]),
-    (["train", "--lr", "-1"], ["--optimizer adam", "lr", "-1"]),
+    (["train", "--lr", "-1"], ["--lr", "-1"]),
     (["compare", "--datasets", "classification,nope"], ["nope", "digits"]),
     (["compare", "--activations", "relu,nope"], ["nope", "sigmoid"]),
     (["compare", "--optimizers", "adam,nope"], ["nope", "adamw"]),
@@ -378,3 +388,316 @@ def test_python_m_reports_user_error_without_traceback(tmp_path):
     assert done.returncode == 2
     assert re.fullmatch(r"jaxfund: error: --dataset: unknown dataset 'nope'; valid names: .*\n",
                         done.stderr)
+
+
+# ------------------------------------------------------------- train for real work (issue 12)
+
+IRIS = ["--dataset", "iris", "--hidden", "16", "--batch-size", "16"]
+
+
+def _snapshot(directory: Path) -> dict:
+    """Every file under ``directory`` (names and bytes): what a refused run must not touch."""
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else None
+            for p in sorted(directory.rglob("*"))}
+
+
+def _iris_state():
+    """The state `jaxfund train` builds for IRIS (adam, constant lr): a template to write
+    checkpoints with bad metadata into."""
+    from jaxfund import optimizers
+
+    tx = optimizers.adam(lr=1e-3)
+    return train.TrainState.create(models.MLP(4, (16,), 3).init(jax.random.key(0)), tx)
+
+
+def _bad_checkpoint(extra):
+    return lambda out: checkpoint.save(out / "checkpoint", _iris_state(), extra)
+
+
+def _string_leaf(out):
+    checkpoint.save(out / "checkpoint", _iris_state(), {"epoch": 1, "history": []})
+    path = out / "checkpoint"
+    content = path.read_bytes()
+    body = flax.serialization.msgpack_restore(content[len(checkpoint._MAGIC) + 32:])
+    body["leaves"]["0"] = "abc"
+    payload = flax.serialization.msgpack_serialize(body)
+    path.write_bytes(checkpoint._MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def _live_lock(out):
+    (out / ".jaxfund.lock").write_text(json.dumps({"pid": os.getpid(),
+                                                    "host": socket.gethostname()}))
+
+
+# (argv, setup of OUT, words of the one-line message). OUT holds a marker file and, for the
+# rows that need one, a previous run; nothing in it may change.
+REAL_WORK_ERRORS = [
+    (["--activation", "softmax"], None, ["--activation", "'softmax' is not an element-wise"]),
+    (["--seed", "-1"], None, ["--seed", "-1"]),
+    (["--seed", "18446744073709551616"], None, ["--seed", "18446744073709551616"]),
+    (["--hidden", "1000000000"], None, ["--hidden", "1000000000"]),
+    (["--hidden", ""], None, ["--hidden"]),
+    (["--hidden", "64,,64"], None, ["--hidden", "64,,64"]),
+    (["--hidden", "１２"], None, ["--hidden", "１２"]),
+    (["--hidden", "٦٤"], None, ["--hidden", "٦٤"]),
+    (["--lr", "inf"], None, ["--lr", "inf"]),
+    (["--lr", "1e400"], None, ["--lr", "1e400"]),
+    (["--lr", "0"], None, ["--lr", "0"]),
+    (["--lr", "nan"], None, ["--lr", "nan"]),
+    (["--weight-decay", "inf"], None, ["--weight-decay", "inf"]),
+    (["--dropout", "1"], None, ["--dropout", "1"]),
+    (["--test-size", "0"], None, ["--test-size", "0"]),
+    (["--lr-schedule", "sometimes"], None, ["--lr-schedule", "sometimes", "cosine", "onecycle"]),
+    (["--warmup-epochs", "-1"], None, ["--warmup-epochs", "-1"]),
+    (["--clip-norm", "0"], None, ["--clip-norm", "0"]),
+    (["--dtype", "float8"], None, ["--dtype", "float8", "bfloat16"]),
+    (["--task", "binary"], None, ["--task binary", "multiclass"]),
+    (["--target", "y"], None, ["--target", "needs --data"]),
+    (["--data", "{tmp}/missing.csv"], None, ["--data", "missing.csv"]),
+    (["--data", "{tmp}/nan.csv"], None, ["--data", "row 2", "column 'b'", "--drop-nonfinite"]),
+    (["--data", "{tmp}/words.csv"], None, ["--data", "non-numeric feature columns", "'city'"]),
+    ([], lambda out: (out / "metrics.json").write_text("{}"),
+     ["already holds a run", "--resume", "--overwrite"]),
+    (["--resume", "--overwrite"], lambda out: (out / "metrics.json").write_text("{}"),
+     ["--resume", "--overwrite"]),
+    ([], _live_lock, ["--out", "another jaxfund run"]),
+    (["--resume"], lambda out: (out / "checkpoint").mkdir(), ["--resume", "directory"]),
+    (["--resume"], _bad_checkpoint({"history": []}), ["--resume", "epoch"]),
+    (["--resume"], _bad_checkpoint({"epoch": 1}), ["--resume", "history"]),
+    (["--resume"], _bad_checkpoint([1, 2]), ["--resume", "list"]),
+    (["--resume"], _bad_checkpoint({"epoch": "two", "history": [], "config": {}}),
+     ["--resume", "two"]),
+    (["--resume"], _bad_checkpoint({"epoch": -5, "history": [], "config": {}}),
+     ["--resume", "-5"]),
+    (["--resume"], _bad_checkpoint({"epoch": 1, "config": {},
+                                    "history": [{"epoch": 1, "train_loss": "abc"}]}),
+     ["--resume", "abc"]),
+    (["--resume"], _string_leaf, ["--resume", "leaf 0", "not an array"]),
+]
+
+
+@pytest.mark.parametrize("argv,setup,words", REAL_WORK_ERRORS,
+                         ids=[" ".join(c[0]) or f"row {i}" for i, c in
+                              enumerate(REAL_WORK_ERRORS)])
+def test_bad_train_input_is_one_line_and_changes_nothing(capsys, tmp_path, argv, setup, words):
+    (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n3,nan,1\n5,6,0\n7,8,1\n")
+    (tmp_path / "words.csv").write_text("a,city,y\n1,Paris,0\n3,Rome,1\n5,Oslo,0\n7,Rome,1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    if setup is not None:
+        setup(out)
+    before = _snapshot(out)
+    code, stdout, err = run(capsys, "train", *IRIS, "--epochs", "2",
+                            *(a.format(tmp=tmp_path) for a in argv), "--out", out)
+    assert code == 2, (argv, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxfund: error:"), (argv, err)
+    assert "Traceback" not in err and not stdout
+    for word in words:
+        assert word in lines[0], (argv, word, lines[0])
+    assert _snapshot(out) == before
+
+
+def test_resume_into_a_missing_directory_does_not_create_it(capsys, tmp_path):
+    code, _, err = run(capsys, "train", *IRIS, "--resume", "--out", tmp_path / "nowhere")
+    assert code == 2 and "--resume" in err and not (tmp_path / "nowhere").exists()
+
+
+def _write_csv(path: Path, x: np.ndarray, labels: list[str]) -> None:
+    rows = [",".join(["sepal_l", "sepal_w", "petal_l", "petal_w", "species"])]
+    rows += [",".join([*(f"{v:.6g}" for v in row), label]) for row, label in zip(x, labels)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["csv", "npz"])
+def test_train_on_the_users_file(capsys, tmp_path, kind):
+    """Iris written to a file by the test (CSV with string labels, npz with labels 3, 5, 7)
+    trains like the bundled data and records the label mapping."""
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    if kind == "csv":
+        names = np.array(["setosa", "versicolor", "virginica"])
+        path, expected = tmp_path / "iris.csv", ["setosa", "versicolor", "virginica"]
+        _write_csv(path, x, list(names[y]))
+    else:
+        path, expected = tmp_path / "iris.npz", [3, 5, 7]
+        np.savez(path, x=x, y=np.array([3, 5, 7])[y])
+    code, out, err = run(capsys, "train", "--data", path, "--hidden", "16", "--batch-size",
+                         "16", "--epochs", "30", "--lr", "0.01", "--out", tmp_path / "run")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["labels"] == expected and metrics["task"] == "multiclass"
+    assert metrics["num_train"] == 120 and metrics["num_test"] == 30
+    assert metrics["test_accuracy"] >= 0.9
+    assert metrics["data"] == str(path)
+
+
+def test_json_lines_and_tensorboard_logs_hold_every_epoch(capsys, tmp_path):
+    from test_cli_run import scalars
+
+    code, _, err = run(capsys, "train", *IRIS, "--epochs", "3", "--tensorboard", "--html",
+                       "--out", tmp_path)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert lines == metrics["history"]
+    logged = {(tag, step): value for tag, step, value in scalars(tmp_path / "tensorboard")}
+    for entry in metrics["history"]:
+        for key in ("train_loss", "test_loss", "test_accuracy"):
+            assert logged[(key, entry["epoch"])] == pytest.approx(entry[key], rel=1e-6)
+    assert (tmp_path / "curves.html").read_text().count("Plotly.newPlot") >= 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["--lr-schedule", "cosine", "--warmup-epochs", "1"], ["--lr-schedule", "step",
+                                                          "--step-size", "1", "--gamma", "0.5"],
+    ["--lr-schedule", "OneCycleLR"], ["--lr-schedule", "exponential", "--gamma", "0.9"],
+    ["--lr-schedule", "linear"], ["--clip-norm", "0.5"], ["--dtype", "bfloat16"],
+    ["--dropout", "0.2"], ["--weight-decay", "0.01"]])
+def test_every_training_flag_trains_and_is_recorded(capsys, tmp_path, argv):
+    code, _, err = run(capsys, "train", *IRIS, "--epochs", "3", "--lr", "0.01", *argv,
+                       "--out", tmp_path)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    flags = dict(zip(argv[::2], argv[1::2]))
+    for flag, value in flags.items():
+        recorded = metrics[flag.removeprefix("--").replace("-", "_")]
+        expected = {"OneCycleLR": "onecycle"}.get(value, value)
+        assert str(recorded) == expected or recorded == pytest.approx(float(expected)), flag
+
+
+def test_learning_rate_schedules_follow_torch():
+    """The lr of --lr-schedule after --warmup-epochs, step by step, against torch's schedulers
+    stepped as the help says (5 epochs of 4 steps, 1 warmup epoch)."""
+    from jaxfund.cli.train import learning_rate
+
+    steps, epochs, warm = 4, 5, 1
+    ours = {}
+    for name in ("cosine", "step", "linear", "exponential", "onecycle"):
+        args = argparse.Namespace(lr_schedule=name, lr=0.1, epochs=epochs, warmup_epochs=warm,
+                                  step_size=2, gamma=0.5)
+        schedule = learning_rate(args, steps)
+        ours[name] = [float(schedule(t)) for t in range(epochs * steps)]
+    total = (epochs - warm) * steps
+
+    def torch_lrs(make, per_epoch):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched, lrs = make(opt), []
+        for t in range(total):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if not per_epoch or (t + 1) % steps == 0:
+                sched.step()
+        return lrs
+
+    lrs = torch.optim.lr_scheduler
+    reference = {
+        "cosine": torch_lrs(lambda o: lrs.CosineAnnealingLR(o, T_max=total), False),
+        "step": torch_lrs(lambda o: lrs.StepLR(o, step_size=2, gamma=0.5), True),
+        "linear": torch_lrs(lambda o: lrs.LinearLR(o, 1.0, 0.0, total_iters=total), False),
+        "exponential": torch_lrs(lambda o: lrs.ExponentialLR(o, gamma=0.5), True),
+        "onecycle": torch_lrs(lambda o: lrs.OneCycleLR(o, max_lr=0.1, total_steps=total), False),
+    }
+    ramp = [0.1 * (1 / steps + (1 - 1 / steps) * t / steps) for t in range(steps)]
+    for name, values in ours.items():
+        np.testing.assert_allclose(values[:steps], ramp, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(values[steps:], reference[name], rtol=1e-5, atol=1e-9,
+                                   err_msg=name)
+
+
+def test_patience_stops_and_keeps_the_best_epoch(capsys, tmp_path):
+    code, out, err = run(capsys, "train", *IRIS, "--epochs", "60", "--lr", "0.05",
+                         "--patience", "3", "--out", tmp_path)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    history = metrics["history"]
+    best = max(history, key=lambda h: h["test_accuracy"])  # the first maximum
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["stopped_early_at_epoch"] == history[-1]["epoch"] == best["epoch"] + 3 < 60
+    assert metrics["test_accuracy"] == best["test_accuracy"]
+    params, _ = checkpoint.restore_params(tmp_path / "best", _iris_state().params)
+    evaluate = train.make_eval_step(models.MLP(4, (16,), 3))
+    ds = data.load("iris")
+    assert float(evaluate(params, (ds.x_test, ds.y_test))["accuracy"]) == best["test_accuracy"]
+
+
+def test_a_diverging_run_exits_3_and_keeps_the_last_finite_checkpoint(capsys, tmp_path):
+    """The lr grows 1e8-fold per epoch (exponential, gamma 1e8): epoch 1 trains, epoch 2
+    cannot; the guard skips its non-finite updates and the command stops with exit 3."""
+    code, out, err = run(capsys, "train", *IRIS, "--epochs", "5", "--optimizer", "sgd",
+                         "--lr", "0.01", "--lr-schedule", "exponential", "--gamma", "1e8",
+                         "--out", tmp_path)
+    assert code == 3, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("jaxfund: error: training diverged at epoch 2")
+    assert "Traceback" not in err
+    state, extra = checkpoint.restore(tmp_path / "checkpoint", _iris_state_sgd())
+    assert extra["epoch"] == 1
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["diverged_at_epoch"] == 2 and len(metrics["history"]) == 1
+
+
+def _iris_state_sgd():
+    from jaxfund import optimizers
+
+    tx = optimizers.sgd(lr=0.01)
+    return train.TrainState.create(models.MLP(4, (16,), 3).init(jax.random.key(0)), tx)
+
+
+KILL_ARGS = ["train", "--dataset", "digits", "--hidden", "32", "--batch-size", "64",
+             "--epochs", "100", "--dropout", "0.1", "--seed", "3"]
+
+
+def _digits_state():
+    from jaxfund import optimizers
+
+    tx = optimizers.adam(lr=1e-3)
+    return train.TrainState.create(models.MLP(64, (32,), 10).init(jax.random.key(3)), tx)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path):
+    """10 `kill -9`s at random moments of training and checkpoint writing, each followed by
+    `--resume`: every checkpoint left behind restores, and the finished run is bitwise the
+    uninterrupted one (params, optimizer state, history)."""
+    command = [sys.executable, "-m", "jaxfund", *KILL_ARGS]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run([*command, "--out", straight], env=env, check=True, capture_output=True)
+    rng = np.random.default_rng(0)
+    kills = mid_write = 0
+    while kills < 10:
+        resume = ["--resume"] if (killed / "checkpoint").exists() else ["--overwrite"]
+        log = killed / "log.jsonl"
+        seen = len(log.read_text().splitlines()) if log.exists() else 0
+        process = subprocess.Popen([*command, *resume, "--out", killed], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while process.poll() is None and (
+                not log.exists() or len(log.read_text().splitlines()) <= seen):
+            time.sleep(0.005)  # until this life has trained an epoch
+        assert process.poll() is None, "the run finished before it could be killed"
+        time.sleep(rng.uniform(0.0, 0.08))
+        mid_write += any(killed.glob(".checkpoint.*.tmp"))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        _, extra = checkpoint.restore(killed / "checkpoint", _digits_state())
+        assert 1 <= extra["epoch"] < 100
+    done = subprocess.run([*command, "--resume", "--out", killed], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    a, extra_a = checkpoint.restore(straight / "checkpoint", _digits_state())
+    b, extra_b = checkpoint.restore(killed / "checkpoint", _digits_state())
+    assert extra_a["epoch"] == extra_b["epoch"] == 100
+    for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(leaf_a), np.asarray(leaf_b))
+    history_a = json.loads((straight / "metrics.json").read_text())["history"]
+    history_b = json.loads((killed / "metrics.json").read_text())["history"]
+    assert without_timings(history_a) == without_timings(history_b)
+    lines = [json.loads(line) for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert without_timings(lines) == without_timings(history_a)
+    print(f"{kills} kills, {mid_write} with a checkpoint being written")

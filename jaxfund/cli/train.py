@@ -49,7 +49,7 @@ def add_parser(sub: Any) -> None:
                     "training goes), OUT/curves.png and OUT/checkpoint (saved after every epoch; "
                     "--resume continues from it). Exit status 3: the run diverged.")
     p.add_argument("--dataset", default="digits",
-                   help=f"bundled dataset: {', '.join(data.NAMES)} (ignored with --data)")
+                   help=f"bundled dataset: {', '.join(data.NAMES)} (unless training on a file)")
     p.add_argument("--data", metavar="PATH", default=None,
                    help="train on your file instead: .csv with a header row (the target column "
                         "is --target, default the last), .npz with arrays x and y, or .npy (its "
@@ -73,9 +73,10 @@ def add_parser(sub: Any) -> None:
                        f"{name}: {torch} {how}" for name, (torch, how) in SCHEDULES.items())
                    + " (torch class names work too)")
     p.add_argument("--step-size", type=_common.positive_int, default=10,
-                   help="epochs between lr decays (--lr-schedule step)")
+                   help="epochs between lr decays of the step schedule")
     p.add_argument("--gamma", type=_common.positive_float, default=0.1,
-                   help="lr decay factor (step: per --step-size epochs; exponential: per epoch)")
+                   help="lr decay factor (step: every step size of epochs; exponential: every "
+                        "epoch)")
     p.add_argument("--warmup-epochs", type=_common.non_negative_int, default=0,
                    help="linear warmup of the lr from ~0 over this many epochs, then the "
                         "schedule")
@@ -96,7 +97,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint (its config must match)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a run already in --out (default: refuse)")
+                   help="replace a run already in the output directory (default: refuse)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files to OUT/tensorboard")
     p.add_argument("--html", action="store_true",
@@ -224,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
     _schedule_name(args.lr_schedule)
     _common.checked("--optimizer", make_optimizer, args.optimizer, args.lr, args.weight_decay,
                     "--optimizer")
+    if args.html:
+        from jaxfund.cli import plots
+
+        _common.checked("--html", plots.check_plotly)
     ds = _load_data(args)
     _common.check_batch_size(args.batch_size, ds)
 
