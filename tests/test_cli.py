@@ -537,12 +537,15 @@ def test_train_on_the_users_file(capsys, tmp_path, kind):
 def test_json_lines_and_tensorboard_logs_hold_every_epoch(capsys, tmp_path):
     from test_cli_run import scalars
 
-    code, _, err = run(capsys, "train", *IRIS, "--epochs", "3", "--tensorboard", "--html",
-                       "--out", tmp_path)
+    code, out, err = run(capsys, "train", *IRIS, "--epochs", "3", "--tensorboard", "--html",
+                         "--out", tmp_path)
     assert code == 0, err
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert lines == metrics["history"]
+    # The progress bar's last steps/s and the summary's are the same number.
+    bar_speed = re.findall(r"([\d,]+) steps/s", err)[-1]
+    assert "│ steps/s" in out and re.search(rf"steps/s +│ +{bar_speed} │", out), (bar_speed, out)
     logged = {(tag, step): value for tag, step, value in scalars(tmp_path / "tensorboard")}
     for entry in metrics["history"]:
         for key in ("train_loss", "test_loss", "test_accuracy"):
