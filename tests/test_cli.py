@@ -651,8 +651,9 @@ def _iris_state_sgd():
     return train.TrainState.create(models.MLP(4, (16,), 3).init(jax.random.key(0)), tx)
 
 
+KILL_EPOCHS = 1000  # epochs of a few ms: no life may reach the end before its kill
 KILL_ARGS = ["train", "--dataset", "digits", "--hidden", "32", "--batch-size", "64",
-             "--epochs", "100", "--dropout", "0.1", "--seed", "3"]
+             "--epochs", str(KILL_EPOCHS), "--dropout", "0.1", "--seed", "3"]
 
 
 def _digits_state():
@@ -664,11 +665,13 @@ def _digits_state():
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path):
-    """10 `kill -9`s at random moments of training and checkpoint writing, each followed by
-    `--resume`: every checkpoint left behind restores, and the finished run is bitwise the
-    uninterrupted one (params, optimizer state, history)."""
+    """10 `kill -9`s, at random moments of training and (every other one) while a checkpoint is
+    being written, each followed by `--resume`: every checkpoint left behind restores, and the
+    finished run is bitwise the uninterrupted one (params, optimizer state, history)."""
     command = [sys.executable, "-m", "jaxfund", *KILL_ARGS]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",  # compile once, not once per life
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run([*command, "--out", straight], env=env, check=True, capture_output=True)
     rng = np.random.default_rng(0)
@@ -683,19 +686,24 @@ def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_p
                 not log.exists() or len(log.read_text().splitlines()) <= seen):
             time.sleep(0.005)  # until this life has trained an epoch
         assert process.poll() is None, "the run finished before it could be killed"
-        time.sleep(rng.uniform(0.0, 0.08))
+        if kills % 2:  # every other kill: while a checkpoint is being written
+            deadline = time.monotonic() + 5
+            while not any(killed.glob(".checkpoint.*.tmp")) and time.monotonic() < deadline:
+                pass
+        else:
+            time.sleep(rng.uniform(0.0, 0.03))
         mid_write += any(killed.glob(".checkpoint.*.tmp"))
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
         _, extra = checkpoint.restore(killed / "checkpoint", _digits_state())
-        assert 1 <= extra["epoch"] < 100
+        assert 1 <= extra["epoch"] < KILL_EPOCHS
     done = subprocess.run([*command, "--resume", "--out", killed], env=env, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
     a, extra_a = checkpoint.restore(straight / "checkpoint", _digits_state())
     b, extra_b = checkpoint.restore(killed / "checkpoint", _digits_state())
-    assert extra_a["epoch"] == extra_b["epoch"] == 100
+    assert extra_a["epoch"] == extra_b["epoch"] == KILL_EPOCHS
     for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(leaf_a), np.asarray(leaf_b))
     history_a = json.loads((straight / "metrics.json").read_text())["history"]
@@ -703,4 +711,5 @@ def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_p
     assert without_timings(history_a) == without_timings(history_b)
     lines = [json.loads(line) for line in (killed / "log.jsonl").read_text().splitlines()]
     assert without_timings(lines) == without_timings(history_a)
+    assert mid_write >= 3, mid_write  # some kills did land inside a checkpoint write
     print(f"{kills} kills, {mid_write} with a checkpoint being written")
