@@ -585,6 +585,15 @@ def _choose_loop(loop: str, step: Callable, args: tuple, platform: str) -> str:
     return "step" if has_conv else "scan"
 
 
+def _fetch(metrics: dict | list[dict]) -> dict[str, np.ndarray]:
+    """An epoch's per-step metrics on the host: ``{name: (steps,)}`` from the scan's stacked
+    arrays or from the step loop's list of per-step dicts."""
+    metrics = jax.device_get(metrics)
+    if isinstance(metrics, list):
+        return {name: np.stack([m[name] for m in metrics]) for name in metrics[0]}
+    return metrics
+
+
 def _copy(tree: Any) -> Any:
     """A copy of every array of ``tree`` in new buffers (which the library may donate)."""
     return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
@@ -684,10 +693,8 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
             train_epoch = chex.assert_max_traces(train_epoch, n=max_traces)
         compiled = jax.jit(train_epoch, donate_argnums=0, **jit_options)
 
-        def run_epoch(state: TrainState, order: jax.Array, next_epoch: int):
-            state, metrics = compiled(state, data, order)
-            following = order_of(next_epoch)  # on the host, while the device trains
-            return state, jax.device_get(metrics), following
+        def run_epoch(state: TrainState, order: jax.Array):
+            return compiled(state, data, order)
 
         def compile_loop(order: jax.Array) -> None:
             compiled.lower(state, data, order).compile()
@@ -699,14 +706,12 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
             indexed_step = chex.assert_max_traces(indexed_step, n=max_traces)
         compiled = jax.jit(indexed_step, donate_argnums=0, **jit_options)
 
-        def run_epoch(state: TrainState, order: jax.Array, next_epoch: int):
+        def run_epoch(state: TrainState, order: jax.Array):
             metrics = []
             for i in range(num_batches):
                 state, step_metrics = compiled(state, data, order, jnp.asarray(i, jnp.int32))
                 metrics.append(step_metrics)
-            following = order_of(next_epoch)
-            return state, {name: np.stack([m[name] for m in jax.device_get(metrics)])
-                           for name in metrics[0]}, following
+            return state, metrics
 
         def compile_loop(order: jax.Array) -> None:
             compiled.lower(state, data, order, jnp.asarray(0, jnp.int32)).compile()
@@ -725,7 +730,9 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         compile_seconds = time.perf_counter() - start
     for epoch in range(start_epoch + 1, epochs + 1):
         start = time.perf_counter()
-        state, metrics, order = run_epoch(state, order, epoch + 1)
+        state, metrics = run_epoch(state, order)  # dispatched: the device trains, while
+        order = order_of(epoch + 1)  # the host draws the next epoch's shuffle
+        metrics = _fetch(metrics)
         seconds = time.perf_counter() - start
         train_seconds += seconds
         test = None if evaluate is None else jax.device_get(evaluate(

@@ -340,7 +340,7 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
     seconds = timing["seconds"]
     metrics = {
         **config, "epochs": args.epochs, "resumed_from_epoch": start_epoch,
-        "labels": list(ds.labels), "dropped_rows": getattr(ds, "dropped_rows", 0),
+        "labels": list(ds.labels), "dropped_rows": ds.dropped_rows,
         "num_train": len(ds.x_train), "num_test": len(ds.x_test),
         "history": history, "final_train_loss": last["train_loss"],
         "test_loss": final["test_loss"], metric: final[metric],
