@@ -29,11 +29,6 @@ SCHEDULES = {
 TORCH_SCHEDULE_NAMES = {"StepLR": "step", "ExponentialLR": "exponential",
                         "CosineAnnealingLR": "cosine", "LinearLR": "linear",
                         "OneCycleLR": "onecycle"}
-# Configuration that must match on --resume (patience, --tensorboard and --html may change).
-RESUME_KEYS = ("dataset", "data", "target", "task", "test_size", "drop_nonfinite", "activation",
-               "optimizer", "lr", "weight_decay", "hidden", "batch_size", "seed", "lr_schedule",
-               "step_size", "gamma", "warmup_epochs", "clip_norm", "dtype", "dropout",
-               "schedule_epochs")
 DIVERGED = 3
 
 
@@ -187,6 +182,8 @@ def _load_data(args: argparse.Namespace):
 
 
 def _config(args: argparse.Namespace, ds: Any) -> dict:
+    """What must match on ``--resume`` (``--patience``, ``--tensorboard``, ``--html`` and
+    ``--epochs`` of a per-epoch schedule may change)."""
     name = _schedule_name(args.lr_schedule)
     return {
         "dataset": ds.name, "data": None if args.data is None else os.path.abspath(args.data),
