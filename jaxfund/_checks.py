@@ -138,6 +138,16 @@ def _is_real_dtype(dtype: Any) -> bool:
     return jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
 
 
+def floating_dtype(value: Any) -> Any:
+    """``value`` (a dtype, its name or a type) as a floating ``jnp.dtype``; ``None`` if it is
+    not one (the caller raises its own error)."""
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        return None
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else None
+
+
 def is_traced(x: Any) -> bool:
     """True for a value only known at run time (a tracer under ``jit``, ``vmap`` or ``grad``)."""
     return isinstance(x, jax.core.Tracer)

@@ -605,11 +605,8 @@ def _cast(x: Any, dtype: Any) -> jax.Array:
     x = _softmax_input(x, dtype)
     if dtype is None:
         return x
-    try:
-        target = jnp.dtype(dtype)
-    except TypeError:
-        target = None
-    if target is None or not jnp.issubdtype(target, jnp.floating):
+    target = _checks.floating_dtype(dtype)
+    if target is None:
         raise TypeError(
             f"dtype must be a floating-point dtype such as jnp.float32, or None; got {dtype!r} "
             f"(torch has no integer or complex softmax either)"

@@ -166,11 +166,8 @@ def _cast_floats(tree: Any, dtype: Any) -> Any:
 def _check_compute_dtype(compute_dtype: Any) -> Any:
     if compute_dtype is None:
         return None
-    try:
-        dtype = jnp.dtype(compute_dtype)
-    except TypeError:
-        dtype = None
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+    dtype = _checks.floating_dtype(compute_dtype)
+    if dtype is None:
         raise ValueError(f"compute_dtype must be a floating dtype such as 'bfloat16', "
                          f"'float16' or 'float32', got {compute_dtype!r}")
     return dtype
