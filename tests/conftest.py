@@ -6,7 +6,17 @@ against torch must never be skipped silently in CI.
 
 import os
 
-import pytest
+# The suite checks float32 arithmetic: its tolerances count float32 roundings. JAX's default
+# float32 matmul precision is lower on accelerators (TF32 inputs on NVIDIA GPUs: 10-bit
+# mantissas; bf16 passes on TPUs), while torch's CUDA matmuls default to full float32. Pin full
+# float32 here, and in the environment for the subprocesses the tests start; on a CPU it changes
+# nothing.
+os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def pytest_sessionfinish(session, exitstatus):
