@@ -17,6 +17,8 @@ state buffer), compared with the device copy bandwidth measured in the same run.
 from __future__ import annotations
 
 import math
+import re
+import time
 from typing import Any, Callable
 
 import jax
@@ -54,13 +56,15 @@ TABLE: dict[str, tuple[dict, Callable | None, tuple[str, dict] | None, int, bool
 _WEIGHTS = [(512, 256), (256, 256), (1024, 256), (64, 64, 3, 3), (768, 128), (128, 512)]
 
 
-def shapes(quick: bool) -> list[tuple[int, ...]]:
-    """200 leaves (weights and biases, mixed ranks), 11.1M parameters (quick: 20 small leaves)."""
+def shapes(quick: bool, grow: int = 1) -> list[tuple[int, ...]]:
+    """200 leaves (weights and biases, mixed ranks), 11.1M parameters (quick: 20 small leaves);
+    ``grow`` multiplies every leading dimension (8 on an accelerator: 88.7M parameters, so a
+    step moves ~2.5 GB and the kernels, not the launches, set its time)."""
     scale, layers = (8, 10) if quick else (1, 100)
     out: list[tuple[int, ...]] = []
     for index in range(layers):
         weight = _WEIGHTS[index % len(_WEIGHTS)]
-        weight = (max(1, weight[0] // scale),) + weight[1:]
+        weight = (max(1, weight[0] * grow // scale),) + weight[1:]
         out.extend([weight, (weight[0],)])
     return out
 
@@ -73,6 +77,38 @@ def _jax_step(tx: optax.GradientTransformation) -> Callable:
     return jax.jit(step, donate_argnums=(0, 1))
 
 
+# Entry-computation instructions that launch no work of their own.
+_FREE_OPCODES = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+
+
+def entry_kernels(compiled_text: str) -> list[str]:
+    """The opcodes of the work-launching instructions of an optimised HLO module's ENTRY
+    computation: each is one kernel on a GPU, one loop over its operands on XLA:CPU."""
+    entry = compiled_text[compiled_text.index("\nENTRY "):]
+    body = entry[entry.index("{") + 1:entry.index("\n}")]
+    opcodes = []
+    for line in body.splitlines():
+        match = re.search(r"=\s*\S+(?:\[[^\]]*\])?(?:\{[^}]*\})?\s+([a-z][a-z0-9-]*)\(", line)
+        if match is None:
+            match = re.search(r"=\s*\([^=]*\)\s+([a-z][a-z0-9-]*)\(", line)
+        if match and match.group(1) not in _FREE_OPCODES:
+            opcodes.append(match.group(1))
+    return opcodes
+
+
+def kernels_per_leaf(tx: optax.GradientTransformation, shape: tuple[int, ...] = (1024, 1024),
+                     ) -> dict[str, Any]:
+    """Kernels (GPU) or loops (CPU) the compiled donated step spends per parameter leaf: the
+    entry computation's work instructions for two leaves minus those for one (what the step
+    shares across leaves, e.g. the step count's bias corrections, cancels out)."""
+    counts = {}
+    for leaves in (1, 2):
+        params = [jnp.zeros(shape, jnp.float32) for _ in range(leaves)]
+        text = _jax_step(tx).lower(params, tx.init(params), params).compile().as_text()
+        counts[leaves] = entry_kernels(text)
+    return {"per_leaf": len(counts[2]) - len(counts[1]), "one_leaf": counts[1]}
+
+
 def _jax_runner(tx: optax.GradientTransformation, params: Any, grads: Any) -> Callable[[], None]:
     """A callable doing one donated step; the live params/state are rebound every call."""
     step = _jax_step(tx)
@@ -83,6 +119,38 @@ def _jax_runner(tx: optax.GradientTransformation, params: Any, grads: Any) -> Ca
         jax.block_until_ready(live["params"])
 
     return call
+
+
+def _jax_loop_runner(tx: optax.GradientTransformation, params: Any, grads: Any,
+                     steps: int) -> Callable[[], float]:
+    """``steps`` donated steps in one compiled ``fori_loop``, timed per step: the update's
+    device time without the per-call dispatch of its hundreds of buffers (what a step inside a
+    compiled train step or epoch costs)."""
+
+    def loop(params, state, grads):
+        def body(_, carry):
+            updates, state = tx.update(grads, carry[1], carry[0])
+            return optax.apply_updates(carry[0], updates), state
+
+        return jax.lax.fori_loop(0, steps, body, (params, state))
+
+    run = jax.jit(loop, donate_argnums=(0, 1))
+    live = {"params": params, "state": tx.init(params)}
+
+    def call() -> None:
+        live["params"], live["state"] = run(live["params"], live["state"], grads)
+        jax.block_until_ready(live["params"])
+
+    call()  # compilation and first-touch allocation, untimed
+    call()
+
+    @_harness.self_timed
+    def timed() -> float:
+        start = time.perf_counter()
+        call()
+        return (time.perf_counter() - start) / steps
+
+    return timed
 
 
 def _torch_runner(name: str, kwargs: dict, mode: str, tensors: list) -> Callable[[], None]:
@@ -105,10 +173,12 @@ def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:
     import torch
 
     module, reason = _harness.available("optimizers")
-    leaf_shapes = shapes(config.quick)
+    accelerator = jax.default_backend() != "cpu"
+    leaf_shapes = shapes(config.quick, grow=8 if accelerator and not config.quick else 1)
     size = sum(math.prod(s) for s in leaf_shapes)
+    loop_steps = 50 if accelerator else 10
     suite: dict[str, Any] = {"leaves": len(leaf_shapes), "parameters": size,
-                             "dtype": "float32", "cases": []}
+                             "dtype": "float32", "loop_steps": loop_steps, "cases": []}
     if module is None:
         suite["skipped"] = reason
         return suite
@@ -122,7 +192,10 @@ def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:
         if factory is None:
             continue
         fns = {"jaxfund": _jax_runner(factory(**kwargs), [jnp.asarray(p) for p in params_np],
-                                      grads)}
+                                      grads),
+               "jaxfund[loop]": _jax_loop_runner(factory(**kwargs),
+                                                 [jnp.asarray(p) for p in params_np], grads,
+                                                 loop_steps)}
         if elementwise:
             flat = jnp.concatenate([jnp.asarray(p).ravel() for p in params_np])
             fns["jaxfund[flat]"] = _jax_runner(factory(**kwargs), flat, flat_grads)
@@ -143,6 +216,7 @@ def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:
         times = _harness.interleaved(fns, config)
         row = _harness.summarise(name, times, 4 * words * size, bandwidth)
         row["words_per_parameter"] = words
+        row["kernels"] = kernels_per_leaf(factory(**kwargs))
         if unsupported:
             row["unsupported"] = unsupported
         suite["cases"].append(row)
