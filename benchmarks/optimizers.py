@@ -79,34 +79,48 @@ def _jax_step(tx: optax.GradientTransformation) -> Callable:
 
 # Entry-computation instructions that launch no work of their own.
 _FREE_OPCODES = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%(\S+)\s*=\s*(.*?)\s+([a-z][a-z0-9-]*)\((.*)$")
 
 
-def entry_kernels(compiled_text: str) -> list[str]:
-    """The opcodes of the work-launching instructions of an optimised HLO module's ENTRY
-    computation: each is one kernel on a GPU, one loop over its operands on XLA:CPU."""
+def _largest(shape_text: str) -> int:
+    """The element count of the largest array in an HLO result type (``f32[1024,1024]{1,0}``
+    or a tuple of them); 1 for scalars."""
+    sizes = [math.prod(int(d) for d in dims.split(",") if d) if dims else 1
+             for dims in re.findall(r"[a-z0-9]+\[([0-9,]*)\]", shape_text)]
+    return max(sizes, default=1)
+
+
+def entry_passes(compiled_text: str, elements: int) -> list[str]:
+    """The work-launching instructions of an optimised HLO module's ENTRY computation that read
+    or write an array of at least ``elements`` elements: each is one kernel on a GPU, one loop
+    over the leaf on XLA:CPU. Returns their opcodes."""
     entry = compiled_text[compiled_text.index("\nENTRY "):]
     body = entry[entry.index("{") + 1:entry.index("\n}")]
-    opcodes = []
+    sizes: dict[str, int] = {}
+    passes = []
     for line in body.splitlines():
-        match = re.search(r"=\s*\S+(?:\[[^\]]*\])?(?:\{[^}]*\})?\s+([a-z][a-z0-9-]*)\(", line)
+        match = _INSTRUCTION.match(line)
         if match is None:
-            match = re.search(r"=\s*\([^=]*\)\s+([a-z][a-z0-9-]*)\(", line)
-        if match and match.group(1) not in _FREE_OPCODES:
-            opcodes.append(match.group(1))
-    return opcodes
+            continue
+        name, result, opcode, rest = match.groups()
+        sizes[name] = _largest(result)
+        if opcode in _FREE_OPCODES:
+            continue
+        operands = re.findall(r"%([^\s,()]+)", rest.split("), ")[0])
+        if max([sizes[name]] + [sizes.get(o, 1) for o in operands]) >= elements:
+            passes.append(opcode)
+    return passes
 
 
 def kernels_per_leaf(tx: optax.GradientTransformation, shape: tuple[int, ...] = (1024, 1024),
                      ) -> dict[str, Any]:
-    """Kernels (GPU) or loops (CPU) the compiled donated step spends per parameter leaf: the
-    entry computation's work instructions for two leaves minus those for one (what the step
-    shares across leaves, e.g. the step count's bias corrections, cancels out)."""
-    counts = {}
-    for leaves in (1, 2):
-        params = [jnp.zeros(shape, jnp.float32) for _ in range(leaves)]
-        text = _jax_step(tx).lower(params, tx.init(params), params).compile().as_text()
-        counts[leaves] = entry_kernels(text)
-    return {"per_leaf": len(counts[2]) - len(counts[1]), "one_leaf": counts[1]}
+    """Kernels (GPU) or loops (CPU) the compiled donated step of a one-leaf model runs over its
+    leaf (what the step spends on scalars, e.g. the bias corrections, does not count; counting
+    one leaf keeps XLA from merging the same-shaped updates of several leaves)."""
+    params = [jnp.zeros(shape, jnp.float32)]
+    text = _jax_step(tx).lower(params, tx.init(params), params).compile().as_text()
+    passes = entry_passes(text, math.prod(shape))
+    return {"per_leaf": len(passes), "opcodes": passes}
 
 
 def _jax_runner(tx: optax.GradientTransformation, params: Any, grads: Any) -> Callable[[], None]:
