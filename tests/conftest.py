@@ -1,7 +1,9 @@
 """Shared test setup.
 
 With ``JAXFUND_NO_SKIPS=1`` (set by ``.ci/run``) a skipped test fails the run: parity tests
-against torch must never be skipped silently in CI.
+against torch must never be skipped silently in CI. With ``JAXFUND_COUNT_REFERENCES=1`` the run
+ends with the number of torch and optax reference computations the tests made
+(``tests/_references.py``).
 """
 
 import os
@@ -17,6 +19,17 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+def pytest_configure(config):
+    counting = os.environ.get("JAXFUND_COUNT_REFERENCES")
+    if counting:
+        import _references
+
+        if config.getoption("dist", "no") not in ("no", "loadfile"):
+            raise pytest.UsageError(f"{_references.ENV} counts with -n 0 or --dist loadfile: "
+                                    "other distributions repeat module fixtures and caches")
+        config.pluginmanager.register(
+            _references.Plugin(None if counting == "1" else counting), "jaxfund_references")
 
 
 def pytest_sessionfinish(session, exitstatus):
