@@ -20,6 +20,20 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """pytest-xdist workers, one per core, unless ``-n`` says otherwise (``-n 0`` or
+    ``-p no:xdist``: one process, for debugging). A test file runs whole on one worker, so its
+    module fixtures and cached references are computed once."""
+    in_a_worker = "PYTEST_XDIST_WORKER" in os.environ  # a worker, or a pytest a worker started
+    if (not config.pluginmanager.hasplugin("xdist") or in_a_worker
+            or config.option.numprocesses is not None):
+        return
+    config.option.numprocesses = "auto"
+    if config.option.dist == "no":
+        config.option.dist = "loadfile"
+
+
 def pytest_configure(config):
     counting = os.environ.get("JAXFUND_COUNT_REFERENCES")
     if counting:
