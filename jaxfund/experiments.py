@@ -2,7 +2,7 @@
 ``jaxfund gradients`` compute, returned as numbers (the command only adds tables and figures).
 
 - :func:`compare`: the same MLP trained with each activation (and optimizer) on each dataset,
-  several seeds at once (:func:`jaxfund.train.fit_seeds`), summarised as the command's table.
+  several seeds at once (:func:`jaxfund.train.fit_seeds_each`), summarised as the command's table.
 - :func:`activation_curves`: every element-wise activation and its derivative on a grid.
 - :func:`gradient_flow`: per-layer gradient norms of a deep MLP at torch's initialisation
   (vanishing gradients), and the course's repeated multiplication.
@@ -60,7 +60,10 @@ class CompareRow:
       train_loss_curves, test_loss_curves, test_metric_curves: ``(seeds, epochs)`` arrays.
       epochs_to_target: the first epoch (1-based) whose seed-mean train loss is
         ``<= target_loss``, or None.
-      compile_seconds, train_seconds: of the one program that trained every seed.
+      compile_seconds: to compile the one program that trains every activation of this
+        dataset and optimizer (:func:`jaxfund.train.fit_seeds_each`): on the first of these
+        rows, 0 on the others.
+      train_seconds: of this row's run of that program (every seed).
     """
 
     dataset: str
@@ -102,8 +105,8 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
     For every (dataset, optimizer, activation) an ``MLP(features, hidden, out, activation)``
     (:mod:`jaxfund.models`) is trained for ``epochs`` epochs with minibatches of ``batch_size``
     and the task's loss, from ``seeds`` seeds ``seed, seed + 1, ...`` at once
-    (:func:`jaxfund.train.fit_seeds`: one compiled program per row). Seed ``s`` trains as
-    ``jaxfund train --seed s`` does.
+    (:func:`jaxfund.train.fit_seeds_each`: one compiled program per dataset and optimizer,
+    run once per activation). Seed ``s`` trains as ``jaxfund train --seed s`` does.
 
     Args:
       datasets: names of :data:`jaxfund.data.NAMES`.
@@ -149,14 +152,15 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
         metric = tasks.metric(ds.task)
         rows = []
         for opt_name, tx in txs.items():
+            mlps = [models.MLP(ds.num_features, tuple(hidden), out, act) for act in activations]
+            runs = train.fit_seeds_each(
+                mlps[0].init, (ds.x_train, ds.y_train), seeds=seed_list,
+                apply_fns=[mlp.apply for mlp in mlps], tx=tx, task=ds.task, epochs=epochs,
+                batch_size=batch_size, eval_data=(ds.x_test, ds.y_test))
             for act in activations:
                 if on_run is not None:
                     on_run(dataset, act, opt_name)
-                model = models.MLP(ds.num_features, tuple(hidden), out, act)
-                result = train.fit_seeds(
-                    model.init, (ds.x_train, ds.y_train), seeds=seed_list,
-                    apply_fn=model.apply, tx=tx, task=ds.task, epochs=epochs,
-                    batch_size=batch_size, eval_data=(ds.x_test, ds.y_test))
+                result = next(runs)
                 curves = {key: np.array([[e[key] for e in h] for h in result.histories])
                           for key in ("train_loss", "test_loss", f"test_{metric}")}
                 mean_loss = curves["train_loss"].mean(axis=0)
