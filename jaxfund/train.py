@@ -871,8 +871,8 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
     def every_seed(index: jax.Array, seeds: jax.Array, orders: jax.Array, data: Any,
                    eval_batch: Any):
         # The initial states enter the scans batched in every leaf (the optimizer's zeros
-        # too): vmap then batches each scan's body once, not a second time to batch a carry
-        # that only the first step makes per-seed. This halves the tracing time.
+        # too): vmap then batches each scan's body once, not a second time for a carry that
+        # only the first step makes per-seed (each time batching every model's branch).
         states = jax.vmap(lambda seed: initial_state(jax.random.key(seed)))(seeds)
         return jax.vmap(one_seed, in_axes=(None, 0, 0, 0, None, None))(
             index, seeds, states, orders, data, eval_batch)

@@ -64,16 +64,17 @@ HELP = {
               "--lr-schedule": "constant", "--step-size": "10", "--gamma": "0.1",
               "--warmup-epochs": "0", "--clip-norm": "None", "--dtype": "float32",
               "--dropout": "0.0", "--patience": "None", "--overwrite": "False",
-              "--tensorboard": "False", "--html": "False"},
+              "--tensorboard": "False", "--html": "False", "--no-compile-cache": "False"},
     "compare": {"--datasets": "classification,digits",
                 "--activations": "identity,sigmoid,tanh,relu,leaky_relu,gelu",
                 "--optimizers": "adam", "--lr": "0.001", "--epochs": "30", "--batch-size": "64",
                 "--hidden": "64,64", "--seeds": "3", "--seed": "0", "--target-loss": "0.2",
-                "--out": "runs/compare", "--html": "False"},
-    "plot": {"--points": "1001", "--out": "runs/plot", "--html": "False"},
+                "--out": "runs/compare", "--html": "False", "--no-compile-cache": "False"},
+    "plot": {"--points": "1001", "--out": "runs/plot", "--html": "False",
+             "--no-compile-cache": "False"},
     "gradients": {"--depth": "20", "--width": "64",
                   "--activations": "sigmoid,tanh,relu,gelu,identity", "--seed": "0",
-                  "--out": "runs/gradients"},
+                  "--out": "runs/gradients", "--no-compile-cache": "False"},
 }
 
 

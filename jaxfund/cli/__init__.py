@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     compare.add_parser(sub)
     figures.add_parsers(sub)
+    for command in sub.choices.values():
+        _common.add_compile_cache_option(command)
     sub.add_parser("bench", add_help=False,
                    help="run the benchmarks (arguments are forwarded to python -m benchmarks)")
     return parser
@@ -58,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as exit_:  # --help
             return int(exit_.code or 0)
+        _common.use_compile_cache(not args.no_compile_cache)
         return int(args.func(args) or 0)
     except _common.UsageError as err:
         print(f"jaxfund: error: {err}", file=sys.stderr)

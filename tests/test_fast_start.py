@@ -1,0 +1,224 @@
+"""The main job starts fast: one compiled program per dataset in ``compare``
+(``train.fit_seeds_each``) and the command's persistent compilation cache.
+
+The command's tests run ``python -m jaxfund`` in subprocesses (the cache is per process) with a
+temporary ``XDG_CACHE_HOME`` and tiny settings."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from jaxfund import data, experiments, models, optimizers, tasks, train
+from jaxfund.cli import _common
+
+TINY_COMPARE = ["compare", "--datasets", "iris", "--activations", "relu,gelu", "--epochs", "2",
+                "--hidden", "8", "--batch-size", "32", "--seeds", "2"]
+
+# JAX's own cache settings, which the test runner may export to its subprocesses.
+JAX_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                       "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+                       "JAX_COMPILATION_CACHE_MAX_SIZE", "JAX_ENABLE_COMPILATION_CACHE")
+
+
+def command_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in JAX_CACHE_VARIABLES and k != _common.COMPILE_CACHE_ENV}
+    return {**env, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(home), **extra}
+
+
+def start(args: list, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jaxfund", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "persistent compilation cache" not in err, err  # JAX's read/write warnings
+    return err
+
+
+def jaxfund(args: list, env: dict[str, str]) -> str:
+    return finish(start(args, env))
+
+
+def results(out: Path) -> dict:
+    """compare.json's numbers: every float exactly as written (repr round-trips)."""
+    return json.loads((out / "compare.json").read_text())["results"]
+
+
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def entries(cache: Path) -> dict[str, bytes]:
+    """The cache's programs and their last-read stamps (JAX writes ``KEY-atime`` on a read)."""
+    return {p.name: p.read_bytes() for p in cache.glob("*-*")} if cache.exists() else {}
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, "{home}/.cache/jaxfund/jax"),
+    ({"XDG_CACHE_HOME": "/x"}, "/x/jaxfund/jax"),
+    ({"XDG_CACHE_HOME": "/x", "JAX_COMPILATION_CACHE_DIR": "/j"}, "/j"),
+    ({"JAX_COMPILATION_CACHE_DIR": "/j", "JAXFUND_COMPILE_CACHE": "/mine"}, "/mine"),
+    ({"XDG_CACHE_HOME": "/x", "JAXFUND_COMPILE_CACHE": "off"}, None),
+    ({"JAXFUND_COMPILE_CACHE": "0"}, None),
+    ({"JAXFUND_COMPILE_CACHE": ""}, None),
+])
+def test_compile_cache_dir(env, expected):
+    home = os.path.expanduser("~")
+    assert _common.compile_cache_dir(env) == (expected and expected.format(home=home))
+
+
+def test_import_jaxfund_turns_no_cache_on(tmp_path):
+    """Only the command turns the cache on: importing the library leaves JAX's settings as
+    ``import jax`` alone has them (no cache directory)."""
+    settings = ("print(jax.config.jax_compilation_cache_dir, "
+                "jax.config.jax_persistent_cache_min_compile_time_secs, "
+                "jax.config.jax_compilation_cache_max_size)")
+    outs = [subprocess.run([sys.executable, "-c", f"{imports}; {settings}"],
+                           env=command_env(tmp_path), check=True, capture_output=True,
+                           text=True).stdout
+            for imports in ("import jax", "import jax, jaxfund, jaxfund.train, "
+                                          "jaxfund.experiments, jaxfund.cli")]
+    assert outs[0].split()[0] == "None" and outs[1] == outs[0]
+
+
+def test_the_command_caches_by_default_and_a_cached_rerun_is_bitwise_the_first(tmp_path):
+    env = command_env(tmp_path / "home")
+    cache = tmp_path / "home" / "jaxfund" / "jax"
+    jaxfund([*TINY_COMPARE, "--out", tmp_path / "a"], env)
+    first = entries(cache)
+    programs = [name for name in first if name.endswith("-cache")]
+    assert programs, "the first run cached no program"
+    jaxfund([*TINY_COMPARE, "--out", tmp_path / "b"], env)
+    second = entries(cache)
+    assert [name for name in second if name.endswith("-cache")] == programs  # nothing new
+    assert all(second[n] != first[n] for n in second if n.endswith("-atime")), \
+        "the second run did not read every program back"
+    assert without_timings(results(tmp_path / "b")) == without_timings(results(tmp_path / "a"))
+    jaxfund([*TINY_COMPARE, "--no-compile-cache", "--out", tmp_path / "fresh"], env)
+    assert entries(cache) == second  # neither read nor written
+    assert without_timings(results(tmp_path / "fresh")) == without_timings(
+        results(tmp_path / "a"))
+
+
+@pytest.mark.parametrize("how", ["--no-compile-cache", "JAXFUND_COMPILE_CACHE=off",
+                                 "JAXFUND_COMPILE_CACHE=DIR"])
+def test_the_cache_can_be_turned_off_or_moved(tmp_path, how):
+    home, mine = tmp_path / "home", tmp_path / "mine"
+    flags = [how] if how.startswith("--") else []
+    name, _, value = how.partition("=")
+    extra = {} if flags else {name: str(mine) if value == "DIR" else value}
+    jaxfund(["gradients", "--depth", "3", "--width", "8", *flags, "--out", tmp_path / "out"],
+            command_env(home, **extra))
+    assert not (home / "jaxfund").exists()
+    assert bool(entries(mine)) == (value == "DIR")
+
+
+def test_concurrent_runs_share_one_cache(tmp_path):
+    """Two runs start together on an empty cache and write the same programs: JAX's entries
+    are written in place, under its file lock (the command sets a cache size, which turns the
+    lock on). Every run succeeds without a cache warning, a later run reads every entry back
+    intact, and all give the same numbers."""
+    env = command_env(tmp_path / "home")
+    cache = tmp_path / "home" / "jaxfund" / "jax"
+    runs = [start([*TINY_COMPARE, "--out", tmp_path / f"run{i}"], env) for i in range(2)]
+    for process in runs:
+        finish(process)
+    written = entries(cache)
+    assert any(name.endswith("-cache") for name in written)
+    jaxfund([*TINY_COMPARE, "--out", tmp_path / "after"], env)
+    assert entries(cache).keys() == written.keys()  # every entry read, none recompiled
+    expected = without_timings(results(tmp_path / "after"))
+    for i in range(2):
+        assert without_timings(results(tmp_path / f"run{i}")) == expected
+
+
+# ------------------------------------------------------------ one program per dataset
+
+
+def assert_same(ours, reference, bitwise):
+    if bitwise:
+        chex.assert_trees_all_equal(ours, reference)
+    else:  # other backends may sum a vmapped program in another order
+        chex.assert_trees_all_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def iris_runs():
+    """compare's one program on iris (every activation) and its model and optimizer."""
+    ds = data.load("iris")
+    mlps = [models.MLP(ds.num_features, (8,), tasks.output_features(ds.task, ds.num_classes),
+                       act) for act in experiments.COMPARE_ACTIVATIONS]
+    tx = optimizers.adam(lr=1e-2)
+    kwargs = dict(seeds=[0, 1], tx=tx, task=ds.task, epochs=3, batch_size=32,
+                  eval_data=(ds.x_test, ds.y_test))
+    each = list(train.fit_seeds_each(mlps[0].init, (ds.x_train, ds.y_train),
+                                     apply_fns=[m.apply for m in mlps], **kwargs))
+    return ds, mlps, tx, kwargs, each
+
+
+def assert_same_histories(ours, reference, bitwise, test_size):
+    """Every entry equal, but the test loss (a mean over the test set, which XLA may sum in
+    another order in another program): within n * U relative, as tests/test_train.py allows
+    between fit_seeds and fit."""
+    rtol = test_size * float(np.finfo(np.float32).eps) / 2
+    for ours_h, ref_h in zip(ours, reference, strict=True):
+        for ours_e, ref_e in zip(ours_h, ref_h, strict=True):
+            assert set(ours_e) == set(ref_e) - {"seconds"}
+            for key in ours_e:
+                if key == "test_loss":
+                    np.testing.assert_allclose(ours_e[key], ref_e[key], rtol=rtol, atol=0)
+                else:
+                    assert_same(ours_e[key], ref_e[key], bitwise)
+
+
+@pytest.mark.parametrize("i", range(len(experiments.COMPARE_ACTIVATIONS)),
+                         ids=experiments.COMPARE_ACTIVATIONS)
+def test_fit_seeds_each_is_fit_seeds_per_model(iris_runs, i):
+    """Model i of the one program trains exactly as its own fit_seeds program and seed s as
+    fit(seed=s): the same states (bitwise on XLA:CPU) and history (the test loss within its
+    summation bound), as tests/test_train.py demands of fit_seeds."""
+    ds, mlps, tx, kwargs, each = iris_runs
+    bitwise = jax.default_backend() == "cpu"
+    alone = train.fit_seeds(mlps[i].init, (ds.x_train, ds.y_train), apply_fn=mlps[i].apply,
+                            **kwargs)
+    assert_same(each[i].states, alone.states, bitwise)
+    assert_same_histories(each[i].histories, alone.histories, bitwise, len(ds.x_test))
+    for j, seed in enumerate(kwargs["seeds"]):
+        one = train.fit(train.TrainState.create(mlps[i].init(jax.random.key(seed)), tx),
+                        (ds.x_train, ds.y_train), apply_fn=mlps[i].apply, seed=seed,
+                        **{k: v for k, v in kwargs.items() if k != "seeds"})
+        assert_same(jax.tree.map(lambda a: a[j], each[i].states), one.state, bitwise)
+        assert_same_histories([each[i].histories[j]], [one.history], bitwise, len(ds.x_test))
+    assert (each[i].compile_seconds > 0) == (i == 0)
+
+
+def test_compare_rows_are_the_one_programs_runs(iris_runs):
+    """experiments.compare gives each activation its own run of the one program, in order (the
+    fixture's seeds are compare's: 0, 1)."""
+    ds, mlps, tx, kwargs, each = iris_runs
+    rows = experiments.compare(("iris",), experiments.COMPARE_ACTIVATIONS, lr=1e-2, epochs=3,
+                               batch_size=32, hidden=(8,), seeds=2, seed=0)["iris"]
+    assert [r.activation for r in rows] == list(experiments.COMPARE_ACTIVATIONS)
+    for row, run in zip(rows, each, strict=True):
+        np.testing.assert_array_equal(
+            row.train_loss_curves, [[e["train_loss"] for e in h] for h in run.histories])
+        np.testing.assert_array_equal(
+            row.test_metric, [h[-1]["test_accuracy"] for h in run.histories])
+    assert rows[0].compile_seconds > 0 and all(r.compile_seconds == 0 for r in rows[1:])
