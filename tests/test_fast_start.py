@@ -133,8 +133,9 @@ def test_the_cache_can_be_turned_off_or_moved(tmp_path, how):
 def test_concurrent_runs_share_one_cache(tmp_path):
     """Two runs start together on an empty cache and write the same programs: JAX's entries
     are written in place, under its file lock (the command sets a cache size, which turns the
-    lock on). Every run succeeds without a cache warning, a later run reads every entry back
-    intact, and all give the same numbers."""
+    lock on where ``filelock`` is installed, as it is for the tests). Every run succeeds without
+    a cache warning, a later run reads every entry back intact, and all give the same
+    numbers."""
     env = command_env(tmp_path / "home")
     cache = tmp_path / "home" / "jaxfund" / "jax"
     runs = [start([*TINY_COMPARE, "--out", tmp_path / f"run{i}"], env) for i in range(2)]
@@ -142,6 +143,7 @@ def test_concurrent_runs_share_one_cache(tmp_path):
         finish(process)
     written = entries(cache)
     assert any(name.endswith("-cache") for name in written)
+    assert (cache / ".lockfile").exists()
     jaxfund([*TINY_COMPARE, "--out", tmp_path / "after"], env)
     assert entries(cache).keys() == written.keys()  # every entry read, none recompiled
     expected = without_timings(results(tmp_path / "after"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -169,8 +170,9 @@ COMPILE_CACHE_ENV = "JAXFUND_COMPILE_CACHE"
 COMPILE_CACHE_OFF = ("", "0", "off", "false", "no")
 COMPILE_CACHE_MAX_BYTES = 1 << 30
 """The cache's bound: beyond it JAX deletes the least recently used programs. Setting a bound
-also makes JAX take a file lock around every cache read and write, which keeps concurrent runs
-that share the directory from reading a half-written entry (JAX writes entries in place)."""
+also makes JAX take a file lock (the ``filelock`` package) around every cache read and write,
+which keeps concurrent runs that share the directory from reading a half-written entry (JAX
+writes entries in place). Without ``filelock`` installed the cache is unbounded and unlocked."""
 COMPILE_CACHE_MIN_SECONDS = 0.05
 """Programs that compile faster than this are not cached. The commands' trainings, evaluations
 and figures compile in 0.05-5 s; below are mostly JAX's one-operation programs (array
@@ -215,7 +217,8 @@ def use_compile_cache(enabled: bool) -> str | None:
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs",
                           COMPILE_CACHE_MIN_SECONDS)
-        jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
+        if importlib.util.find_spec("filelock") is not None:  # JAX needs it for a bound
+            jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
     return path
 
 
