@@ -20,6 +20,28 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+# JAX's persistent compilation cache, in pytest's cache directory: the pytest-xdist workers, the
+# subprocesses the tests start and later runs reuse each other's compiled programs (the key is
+# the program, the backend, the flags and the versions, so a stale entry is never used). Every
+# program is cached, however quick its compile: most of the suite's time is compilation. No size
+# limit: JAX's eviction reads every entry's size and access time at each write, quadratic in the
+# suite's thousands of programs; `python -m pytest --cache-clear` empties the directory.
+
+
+def share_compiled_programs(config):
+    if getattr(config, "cache", None) is None:  # -p no:cacheprovider
+        return
+    settings = {
+        "jax_compilation_cache_dir": str(config.cache.mkdir("jax-compilation-cache")),
+        "jax_persistent_cache_min_compile_time_secs": 0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+        "jax_compilation_cache_max_size": -1,
+    }
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
     """pytest-xdist workers, one per core, unless ``-n`` says otherwise (``-n 0`` or
@@ -35,6 +57,7 @@ def pytest_cmdline_main(config):
 
 
 def pytest_configure(config):
+    share_compiled_programs(config)
     counting = os.environ.get("JAXFUND_COUNT_REFERENCES")
     if counting:
         import _references
