@@ -93,7 +93,7 @@ class CompareRow:
         return float(np.std(self.test_metric))
 
 
-def compare(datasets: Sequence[str] = ("classification", "digits"),
+def compare(datasets: Sequence[str | data.Dataset] = ("classification", "digits"),
             activations: Sequence[str] = COMPARE_ACTIVATIONS,
             optimizers: Sequence[str] = ("adam",), *, lr: float = 1e-3, epochs: int = 30,
             batch_size: int = 64, hidden: Sequence[int] = (64, 64), seeds: int = 3,
@@ -109,7 +109,8 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
     run once per activation). Seed ``s`` trains as ``jaxfund train --seed s`` does.
 
     Args:
-      datasets: names of :data:`jaxfund.data.NAMES`.
+      datasets: names of :data:`jaxfund.data.NAMES` (each loaded with
+        :func:`jaxfund.data.load`), or datasets already loaded.
       activations: names of :data:`jaxfund.activations.ELEMENTWISE`.
       optimizers: names for :func:`jaxfund.optimizers.first_order`, each with its learning
         rate (``lrs[name]``, else ``lr``) and torch's other defaults.
@@ -123,7 +124,7 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
         larger step than Adam); every key must be one of ``optimizers``.
 
     Returns:
-      ``{dataset: [CompareRow, ...]}``, rows ordered by optimizer, then activation.
+      ``{dataset name: [CompareRow, ...]}``, rows ordered by optimizer, then activation.
 
     Raises:
       ValueError: an unknown dataset, activation or optimizer name (listing the valid ones),
@@ -131,7 +132,8 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
         training examples, or bad numbers.
     """
     for name in datasets:
-        _checks.check_choice(name, "datasets", data.NAMES)
+        if not isinstance(name, data.Dataset):
+            _checks.check_choice(name, "datasets", data.NAMES)
     for name in activations:
         models.hidden_activation(name)
     lrs = dict(lrs or {})
@@ -146,8 +148,9 @@ def compare(datasets: Sequence[str] = ("classification", "digits"),
     _checks.check_real(target_loss, "target_loss", low=0.0, high=math.inf, high_open=True)
     seed_list = tuple(range(seed, seed + seeds))
     results: dict[str, list[CompareRow]] = {}
-    for dataset in datasets:
-        ds = data.load(dataset)
+    for ds in datasets:
+        ds = ds if isinstance(ds, data.Dataset) else data.load(ds)
+        dataset = ds.name
         out = tasks.output_features(ds.task, ds.num_classes)
         metric = tasks.metric(ds.task)
         rows = []

@@ -67,6 +67,22 @@ def entries(cache: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in cache.glob("*-*")} if cache.exists() else {}
 
 
+def dataset_fields(ds: data.Dataset) -> dict:
+    """Every field, arrays as (dtype, shape, bytes): equal only if bitwise equal."""
+    return {k: (v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else v
+            for k, v in vars(ds).items()}
+
+
+def dataset_entries(cache: Path) -> list[str]:
+    return sorted(dataset_stamps(cache))
+
+
+def dataset_stamps(cache: Path) -> dict[str, int]:
+    """The prepared datasets in the cache and when each was last written."""
+    folder = cache / _common.DATASET_CACHE
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.exists() else {}
+
+
 # ----------------------------------------------------------------------------- the cache
 
 
@@ -99,20 +115,30 @@ def test_import_jaxfund_turns_no_cache_on(tmp_path):
 
 
 def test_the_command_caches_by_default_and_a_cached_rerun_is_bitwise_the_first(tmp_path):
+    """The second run reads every program and the dataset back (so imports no scikit-learn:
+    ``python -X importtime`` lists every import on stderr); with the cache off nothing is read
+    or written."""
     env = command_env(tmp_path / "home")
+    imports = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
     cache = tmp_path / "home" / "jaxfund" / "jax"
     jaxfund([*TINY_COMPARE, "--out", tmp_path / "a"], env)
     first = entries(cache)
     programs = [name for name in first if name.endswith("-cache")]
     assert programs, "the first run cached no program"
-    jaxfund([*TINY_COMPARE, "--out", tmp_path / "b"], env)
+    datasets = dataset_stamps(cache)
+    assert len(datasets) == 1
+    err = jaxfund([*TINY_COMPARE, "--out", tmp_path / "b"], imports)
+    assert "jaxfund.experiments" in err and "sklearn" not in err
     second = entries(cache)
     assert [name for name in second if name.endswith("-cache")] == programs  # nothing new
     assert all(second[n] != first[n] for n in second if n.endswith("-atime")), \
         "the second run did not read every program back"
+    assert dataset_stamps(cache) == datasets
     assert without_timings(results(tmp_path / "b")) == without_timings(results(tmp_path / "a"))
-    jaxfund([*TINY_COMPARE, "--no-compile-cache", "--out", tmp_path / "fresh"], env)
+    err = jaxfund([*TINY_COMPARE, "--no-compile-cache", "--out", tmp_path / "fresh"], imports)
+    assert "sklearn" in err  # the dataset prepared afresh
     assert entries(cache) == second  # neither read nor written
+    assert dataset_stamps(cache) == datasets
     assert without_timings(results(tmp_path / "fresh")) == without_timings(
         results(tmp_path / "a"))
 
@@ -211,11 +237,13 @@ def test_fit_seeds_each_is_fit_seeds_per_model(iris_runs, i):
     assert (each[i].compile_seconds > 0) == (i == 0)
 
 
-def test_compare_rows_are_the_one_programs_runs(iris_runs):
+@pytest.mark.parametrize("given", ["name", "dataset"])
+def test_compare_rows_are_the_one_programs_runs(iris_runs, given):
     """experiments.compare gives each activation its own run of the one program, in order (the
-    fixture's seeds are compare's: 0, 1)."""
+    fixture's seeds are compare's: 0, 1), whether given the dataset's name or the dataset."""
     ds, mlps, tx, kwargs, each = iris_runs
-    rows = experiments.compare(("iris",), experiments.COMPARE_ACTIVATIONS, lr=1e-2, epochs=3,
+    rows = experiments.compare((ds if given == "dataset" else "iris",),
+                               experiments.COMPARE_ACTIVATIONS, lr=1e-2, epochs=3,
                                batch_size=32, hidden=(8,), seeds=2, seed=0)["iris"]
     assert [r.activation for r in rows] == list(experiments.COMPARE_ACTIVATIONS)
     for row, run in zip(rows, each, strict=True):
@@ -224,3 +252,75 @@ def test_compare_rows_are_the_one_programs_runs(iris_runs):
         np.testing.assert_array_equal(
             row.test_metric, [h[-1]["test_accuracy"] for h in run.histories])
     assert rows[0].compile_seconds > 0 and all(r.compile_seconds == 0 for r in rows[1:])
+
+
+# ------------------------------------------------------------ the command's prepared datasets
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """The names data.load prepares (each call counted)."""
+    calls = []
+    load = data.load
+
+    def counted(name, **kwargs):
+        calls.append(name)
+        return load(name, **kwargs)
+
+    monkeypatch.setattr(data, "load", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["iris", "diabetes"])  # classification and regression
+def test_a_cached_dataset_is_bitwise_data_load(tmp_path, loads, name):
+    expected = dataset_fields(data.load(name, seed=3))
+    first = _common.load_dataset(name, str(tmp_path), seed=3)
+    second = _common.load_dataset(name, str(tmp_path), seed=3)
+    assert loads == [name, name]  # the reference, the first run; the second read the cache
+    assert dataset_fields(first) == expected
+    assert dataset_fields(second) == expected
+    assert len(dataset_entries(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("change", ["argument", "numpy", "scikit-learn", "jaxfund", "source"])
+def test_a_cached_dataset_is_prepared_again_when_what_made_it_changes(tmp_path, loads,
+                                                                      monkeypatch, change):
+    _common.load_dataset("iris", str(tmp_path))
+    kwargs = {"seed": 7} if change == "argument" else {}
+    if change == "numpy":
+        monkeypatch.setattr(np, "__version__", np.__version__ + ".changed")
+    elif change == "scikit-learn":
+        from importlib import metadata
+
+        version = metadata.version
+        monkeypatch.setattr(metadata, "version", lambda dist: version(dist) + ".changed")
+    elif change == "jaxfund":
+        import jaxfund
+
+        monkeypatch.setattr(jaxfund, "__version__", jaxfund.__version__ + ".changed")
+    elif change == "source":
+        copy = tmp_path / "tasks.py"
+        copy.write_text(Path(tasks.__file__).read_text() + "\n# changed\n")
+        monkeypatch.setattr(tasks, "__file__", str(copy))
+    ds = _common.load_dataset("iris", str(tmp_path), **kwargs)
+    assert loads == ["iris", "iris"]
+    assert dataset_fields(ds) == dataset_fields(data.load("iris", **kwargs))
+    assert len(dataset_entries(tmp_path)) == 2
+
+
+def test_an_unreadable_cached_dataset_is_prepared_again(tmp_path, loads):
+    _common.load_dataset("iris", str(tmp_path))
+    (entry,) = dataset_entries(tmp_path)
+    (tmp_path / _common.DATASET_CACHE / entry).write_bytes(b"not a zip")
+    ds = _common.load_dataset("iris", str(tmp_path))
+    assert loads == ["iris", "iris"]
+    assert dataset_fields(ds) == dataset_fields(data.load("iris"))
+    assert dataset_fields(_common.load_dataset("iris", str(tmp_path))) == dataset_fields(ds)
+    assert loads == ["iris", "iris", "iris"]  # rewritten: the last read the cache
+
+
+def test_no_cache_dir_reads_and_writes_no_dataset(tmp_path, loads):
+    for _ in range(2):
+        _common.load_dataset("iris", None)
+    assert loads == ["iris", "iris"]
+

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as exit_:  # --help
             return int(exit_.code or 0)
-        _common.use_compile_cache(not args.no_compile_cache)
+        args.cache_dir = _common.use_compile_cache(not args.no_compile_cache)
         return int(args.func(args) or 0)
     except _common.UsageError as err:
         print(f"jaxfund: error: {err}", file=sys.stderr)

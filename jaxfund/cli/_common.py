@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
@@ -10,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -220,6 +223,69 @@ def use_compile_cache(enabled: bool) -> str | None:
         if importlib.util.find_spec("filelock") is not None:  # JAX needs it for a bound
             jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
     return path
+
+
+DATASET_CACHE = "datasets"
+"""The folder, inside the command's compile cache directory, of the prepared datasets."""
+
+
+def _dataset_key(name: str, kwargs: Mapping[str, Any]) -> str:
+    """What :func:`jaxfund.data.load` returns depends on: its arguments, the versions of NumPy
+    and scikit-learn, and jaxfund's version and pipeline sources (a default changed in
+    ``data.py`` changes the key too)."""
+    from importlib import metadata
+
+    import numpy as np
+
+    import jaxfund
+    from jaxfund import _checks, data, tasks
+
+    key = hashlib.sha256(json.dumps([name, sorted(kwargs.items()), np.__version__,
+                                     metadata.version("scikit-learn"),
+                                     jaxfund.__version__]).encode())
+    for module in (data, tasks, _checks):
+        with open(module.__file__, "rb") as f:
+            key.update(f.read())
+    return key.hexdigest()[:32]
+
+
+def load_dataset(name: str, cache_dir: str | None, **kwargs: Any) -> Any:
+    """``jaxfund.data.load(name, **kwargs)``, bitwise, read from ``cache_dir``'s
+    :data:`DATASET_CACHE` folder when an earlier run prepared it with the same arguments and
+    versions (:func:`_dataset_key`), which spares importing scikit-learn; else prepared, and
+    written there for the next run. ``cache_dir=None`` (the cache is off): neither read nor
+    written. An unreadable entry is prepared again; one that cannot be written is not cached."""
+    import numpy as np
+
+    from jaxfund import data
+
+    if cache_dir is None:
+        return data.load(name, **kwargs)
+    folder = os.path.join(cache_dir, DATASET_CACHE)
+    path = os.path.join(folder, f"{name}-{_dataset_key(name, kwargs)}.npz")
+    try:
+        with np.load(path, allow_pickle=False) as entry:
+            fields = {k: entry[k] for k in entry.files if k != "meta"}
+            meta = json.loads(str(entry["meta"]))
+        return data.Dataset(**fields, **{**meta, "labels": tuple(meta["labels"])})
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+        pass
+    ds = data.load(name, **kwargs)
+    fields = dataclasses.asdict(ds)
+    arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
+    meta = {k: v for k, v in fields.items() if k not in arrays}
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as f:
+            try:
+                np.savez(f, **arrays, meta=np.array(json.dumps(meta)))
+            except OSError:
+                os.unlink(f.name)
+                raise
+        os.replace(f.name, path)  # whole, or not at all, for a concurrent reader
+    except OSError:
+        pass
+    return ds
 
 
 def checked(option: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

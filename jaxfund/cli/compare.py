@@ -73,7 +73,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # Every check comes before the first output (progress, files): a user error leaves --out
     # as it was and prints one line.
-    from jaxfund import data, models
+    from jaxfund import models
     from jaxfund.cli import plots
     from jaxfund.cli.train import make_optimizer
 
@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         make_optimizer(name, lr, None, "--optimizers")
     if args.html:
         _common.checked("--html", plots.check_plotly)
-    for name in args.datasets:
-        _common.check_batch_size(args.batch_size, data.load(name))
+    datasets = [_common.load_dataset(name, args.cache_dir) for name in args.datasets]
+    for ds in datasets:
+        _common.check_batch_size(args.batch_size, ds)
     out = _common.output_dir(args.out)
 
     import jax
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             started.append(dataset)
 
         results = experiments.compare(
-            args.datasets, args.activations, list(lrs), lr=args.lr, lrs=lrs, epochs=args.epochs,
+            datasets, args.activations, list(lrs), lr=args.lr, lrs=lrs, epochs=args.epochs,
             batch_size=args.batch_size, hidden=args.hidden, seeds=args.seeds, seed=args.seed,
             target_loss=args.target_loss, on_run=on_run)
         progress.update(bar, completed=runs, description="compare")
