@@ -9,6 +9,9 @@ Implementations per optimizer (the closest configuration of each library):
 * ``torch``, ``torch[foreach]``, ``torch[fused]``: ``torch.optim.X(...).step()`` with the
   single-tensor loop (``foreach=False``), the multi-tensor path and the fused kernel (where torch
   has one on this device; otherwise the row records why not).
+* ``jaxfund[loop]``: ``loop_steps`` jaxfund steps in one compiled ``fori_loop``, per step; and
+  ``kernels``, the passes over a leaf in the compiled step. ``--quick`` skips both (two more
+  compilations per optimizer); ``tests/test_benchmarks.py`` runs them for one optimizer.
 
 Minimal traffic: ``words`` f32 per parameter (read p, g and each state buffer, write p and each
 state buffer), compared with the device copy bandwidth measured in the same run.
@@ -57,10 +60,11 @@ _WEIGHTS = [(512, 256), (256, 256), (1024, 256), (64, 64, 3, 3), (768, 128), (12
 
 
 def shapes(quick: bool, grow: int = 1) -> list[tuple[int, ...]]:
-    """200 leaves (weights and biases, mixed ranks), 11.1M parameters (quick: 20 small leaves);
+    """200 leaves (weights and biases, mixed ranks), 11.1M parameters (quick: 8 small leaves of
+    ranks 1, 2 and 4: the first 4-D weight is the fourth);
     ``grow`` multiplies every leading dimension (8 on an accelerator: 88.7M parameters, so a
     step moves ~2.5 GB and the kernels, not the launches, set its time)."""
-    scale, layers = (8, 10) if quick else (1, 100)
+    scale, layers = (8, 4) if quick else (1, 100)
     out: list[tuple[int, ...]] = []
     for index in range(layers):
         weight = _WEIGHTS[index % len(_WEIGHTS)]
@@ -206,10 +210,11 @@ def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:
         if factory is None:
             continue
         fns = {"jaxfund": _jax_runner(factory(**kwargs), [jnp.asarray(p) for p in params_np],
-                                      grads),
-               "jaxfund[loop]": _jax_loop_runner(factory(**kwargs),
-                                                 [jnp.asarray(p) for p in params_np], grads,
-                                                 loop_steps)}
+                                      grads)}
+        if not config.quick:
+            fns["jaxfund[loop]"] = _jax_loop_runner(factory(**kwargs),
+                                                    [jnp.asarray(p) for p in params_np], grads,
+                                                    loop_steps)
         if elementwise:
             flat = jnp.concatenate([jnp.asarray(p).ravel() for p in params_np])
             fns["jaxfund[flat]"] = _jax_runner(factory(**kwargs), flat, flat_grads)
@@ -230,7 +235,8 @@ def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:
         times = _harness.interleaved(fns, config)
         row = _harness.summarise(name, times, 4 * words * size, bandwidth)
         row["words_per_parameter"] = words
-        row["kernels"] = kernels_per_leaf(factory(**kwargs))
+        if not config.quick:
+            row["kernels"] = kernels_per_leaf(factory(**kwargs))
         if unsupported:
             row["unsupported"] = unsupported
         suite["cases"].append(row)

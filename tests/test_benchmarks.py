@@ -9,9 +9,12 @@ import math
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 import benchmarks
+from benchmarks import optimizers as bench_optimizers
+from jaxfund import optimizers
 
 EXPECTED_CASES = {
     "activations": {"relu", "gelu", "softmax", "log_softmax", "sigmoid"},
@@ -102,6 +105,20 @@ def test_train_records_the_loop_fit_chose(results, network):
     assert _positive_finite(case["compile_s"]["jaxfund fit"])
     assert suite["fit_target"] == 1.1
     assert "fit ÷ min(step, scan)" in markdown
+
+
+def test_loop_runner_and_kernels_per_leaf_of_one_optimizer():
+    """What ``--quick`` skips in the optimizers suite, for Adam on the quick model: the
+    ``jaxfund[loop]`` runner (compiled, then timed per step) and the kernels/leaf count."""
+    tx = optimizers.adam(lr=1e-3)
+    leaves = bench_optimizers.shapes(quick=True)
+    params = [jnp.ones(shape) for shape in leaves]
+    grads = [jnp.full(shape, 1e-2) for shape in leaves]
+    timed = bench_optimizers._jax_loop_runner(tx, params, grads, steps=2)
+    assert timed.self_timed
+    assert _positive_finite(timed())
+    kernels = bench_optimizers.kernels_per_leaf(tx)
+    assert kernels["per_leaf"] == len(kernels["opcodes"]) >= 1, kernels
 
 
 def test_only_and_bad_suite(tmp_path, capsys):
