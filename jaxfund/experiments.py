@@ -18,6 +18,7 @@ In a notebook::
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -61,8 +62,8 @@ class CompareRow:
       epochs_to_target: the first epoch (1-based) whose seed-mean train loss is
         ``<= target_loss``, or None.
       compile_seconds: to compile the one program that trains every activation of this
-        dataset and optimizer (:func:`jaxfund.train.fit_seeds_each`): on the first of these
-        rows, 0 on the others.
+        dataset and optimizer (:func:`jaxfund.train.fit_seeds_each`), while the previous
+        program trains: on the first of these rows, 0 on the others.
       train_seconds: of this row's run of that program (every seed).
     """
 
@@ -147,29 +148,38 @@ def compare(datasets: Sequence[str | data.Dataset] = ("classification", "digits"
     _checks.check_int(seed, "seed", low=0)
     _checks.check_real(target_loss, "target_loss", low=0.0, high=math.inf, high_open=True)
     seed_list = tuple(range(seed, seed + seeds))
-    results: dict[str, list[CompareRow]] = {}
-    for ds in datasets:
-        ds = ds if isinstance(ds, data.Dataset) else data.load(ds)
-        dataset = ds.name
-        out = tasks.output_features(ds.task, ds.num_classes)
-        metric = tasks.metric(ds.task)
-        rows = []
-        for opt_name, tx in txs.items():
-            mlps = [models.MLP(ds.num_features, tuple(hidden), out, act) for act in activations]
-            runs = train.fit_seeds_each(
-                mlps[0].init, (ds.x_train, ds.y_train), seeds=seed_list,
-                apply_fns=[mlp.apply for mlp in mlps], tx=tx, task=ds.task, epochs=epochs,
-                batch_size=batch_size, eval_data=(ds.x_test, ds.y_test))
+    loaded = [ds if isinstance(ds, data.Dataset) else data.load(ds) for ds in datasets]
+    plan = [(ds, opt_name) for ds in loaded for opt_name in txs]
+
+    def program(ds: data.Dataset, opt_name: str):
+        mlps = [models.MLP(ds.num_features, tuple(hidden),
+                           tasks.output_features(ds.task, ds.num_classes), act)
+                for act in activations]
+        return train.fit_seeds_each(
+            mlps[0].init, (ds.x_train, ds.y_train), seeds=seed_list,
+            apply_fns=[mlp.apply for mlp in mlps], tx=txs[opt_name], task=ds.task,
+            epochs=epochs, batch_size=batch_size, eval_data=(ds.x_test, ds.y_test))
+
+    results: dict[str, list[CompareRow]] = {ds.name: [] for ds in loaded}
+    # A worker thread traces and compiles the next program while this one trains (XLA runs
+    # without holding Python's lock), so each waits for the one before only.
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        pending = worker.submit(program, *plan[0])
+        for i, (ds, opt_name) in enumerate(plan):
+            runs = pending.result()
+            if i + 1 < len(plan):
+                pending = worker.submit(program, *plan[i + 1])
+            metric = tasks.metric(ds.task)
             for act in activations:
                 if on_run is not None:
-                    on_run(dataset, act, opt_name)
+                    on_run(ds.name, act, opt_name)
                 result = next(runs)
                 curves = {key: np.array([[e[key] for e in h] for h in result.histories])
                           for key in ("train_loss", "test_loss", f"test_{metric}")}
                 mean_loss = curves["train_loss"].mean(axis=0)
                 reached = np.flatnonzero(mean_loss <= target_loss)
-                rows.append(CompareRow(
-                    dataset=dataset, task=ds.task, activation=act, optimizer=opt_name,
+                results[ds.name].append(CompareRow(
+                    dataset=ds.name, task=ds.task, activation=act, optimizer=opt_name,
                     lr=opt_lrs[opt_name], metric=metric, seeds=seed_list,
                     test_metric=curves[f"test_{metric}"][:, -1],
                     final_train_loss=curves["train_loss"][:, -1],
@@ -179,7 +189,6 @@ def compare(datasets: Sequence[str | data.Dataset] = ("classification", "digits"
                     epochs_to_target=int(reached[0]) + 1 if reached.size else None,
                     compile_seconds=result.compile_seconds,
                     train_seconds=result.train_seconds))
-        results[dataset] = rows
     return results
 
 

@@ -832,8 +832,8 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
 
     Returns:
       An iterator of one :class:`SeedsResult` per model, in order (the arguments are checked
-      at the call). Each model trains when its result is asked for; the first compiles the
-      program (its ``compile_seconds``; the others' are 0).
+      and the program is compiled at the call: the first result's ``compile_seconds``, the
+      others' are 0). Each model trains when its result is asked for.
     """
     data = _check_data(train_data, "train_data")
     num_batches = _check_schedule(data, epochs, batch_size)
@@ -882,14 +882,13 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
     for i, s in enumerate(seeds):
         for e in range(epochs):
             orders[i, e] = _epoch_order(s, e + 1, n, num_batches, batch_size)
-    program = jax.jit(every_seed)
     args = (jnp.asarray(seeds, jnp.uint32), jnp.asarray(orders), jax.tree.map(jnp.asarray, data),
             None if eval_batch is None else jax.tree.map(jnp.asarray, eval_batch))
+    start = time.perf_counter()
+    compiled = jax.jit(every_seed).lower(jnp.int32(0), *args).compile()
+    compile_seconds = time.perf_counter() - start
 
     def results() -> Iterator[SeedsResult]:
-        start = time.perf_counter()
-        compiled = program.lower(jnp.int32(0), *args).compile()
-        compile_seconds = time.perf_counter() - start
         for index in range(len(apply_fns)):
             start = time.perf_counter()
             states, (train, test) = jax.block_until_ready(compiled(jnp.int32(index), *args))

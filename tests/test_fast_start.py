@@ -4,6 +4,7 @@
 The command's tests run ``python -m jaxfund`` in subprocesses (the cache is per process) with a
 temporary ``XDG_CACHE_HOME`` and tiny settings."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -253,6 +254,33 @@ def test_compare_rows_are_the_one_programs_runs(iris_runs, given):
             row.test_metric, [h[-1]["test_accuracy"] for h in run.histories])
     assert rows[0].compile_seconds > 0 and all(r.compile_seconds == 0 for r in rows[1:])
 
+
+
+PAIR = dict(activations=["relu", "tanh"], epochs=2, batch_size=32, hidden=(8,), seeds=2)
+
+
+def test_compare_compiles_the_next_program_while_one_trains_with_the_same_numbers():
+    """Several programs (datasets, optimizers) in one call, the next compiled in a worker
+    thread while one trains, give each program's rows as a call of its own."""
+    together = experiments.compare(("iris", "wine"), optimizers=("adam", "sgd"), **PAIR)
+    assert list(together) == ["iris", "wine"]
+    for name, rows in together.items():
+        for optimizer in ("adam", "sgd"):
+            alone = experiments.compare((name,), optimizers=(optimizer,), **PAIR)[name]
+            ours = [r for r in rows if r.optimizer == optimizer]
+            assert [r.activation for r in ours] == PAIR["activations"]
+            for row, ref in zip(ours, alone, strict=True):
+                np.testing.assert_array_equal(row.train_loss_curves, ref.train_loss_curves)
+                np.testing.assert_array_equal(row.test_metric, ref.test_metric)
+
+
+def test_an_error_compiling_a_later_program_reaches_the_caller():
+    iris = data.load("iris")  # 120 training examples; batch_size 100 fits iris, not the cut
+    cut = dataclasses.replace(iris, name="cut", x_train=iris.x_train[:50],
+                              y_train=iris.y_train[:50])
+    with pytest.raises(ValueError, match="batch_size"):
+        experiments.compare((iris, cut), ["relu"], epochs=1, batch_size=100, hidden=(8,),
+                            seeds=1)
 
 # ------------------------------------------------------------ the command's prepared datasets
 
