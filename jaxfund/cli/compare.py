@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import threading
 from typing import Any
 
 from jaxfund.cli import _common
@@ -74,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     # Every check comes before the first output (progress, files): a user error leaves --out
     # as it was and prints one line.
     from jaxfund import models
-    from jaxfund.cli import plots
     from jaxfund.cli.train import make_optimizer
 
     for name in args.datasets:
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     for name, lr in lrs.items():
         make_optimizer(name, lr, None, "--optimizers")
     if args.html:
+        from jaxfund.cli import plots
+
         _common.checked("--html", plots.check_plotly)
     datasets = [_common.load_dataset(name, args.cache_dir) for name in args.datasets]
     for ds in datasets:
@@ -99,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     stdout, stderr = _common.consoles()
     progress = _common.progress_bar(stderr)
     runs = len(args.datasets) * len(args.activations) * len(args.optimizers)
+    # matplotlib (0.4 s) is imported while the last program trains, which leaves Python idle.
+    plotting = threading.Thread(target=importlib.import_module, args=("jaxfund.cli.plots",))
     with progress:
         bar = progress.add_task("compare", total=runs)
         started: list[str] = []
@@ -107,12 +112,16 @@ def run(args: argparse.Namespace) -> int:
             progress.update(bar, completed=len(started),
                             description=f"{dataset}: {activation} / {optimizer}")
             started.append(dataset)
+            if len(started) == runs - len(args.activations) + 1:
+                plotting.start()
 
         results = experiments.compare(
             datasets, args.activations, list(lrs), lr=args.lr, lrs=lrs, epochs=args.epochs,
             batch_size=args.batch_size, hidden=args.hidden, seeds=args.seeds, seed=args.seed,
             target_loss=args.target_loss, on_run=on_run)
         progress.update(bar, completed=runs, description="compare")
+    plotting.join()
+    from jaxfund.cli import plots
 
     config = {"datasets": args.datasets, "activations": args.activations,
               "optimizers": list(lrs), "lrs": lrs,
