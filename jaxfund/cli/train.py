@@ -263,7 +263,6 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
 
     from jaxfund import checkpoint as ckpt
     from jaxfund import tasks, train
-    from jaxfund.cli import plots
 
     metric = f"test_{tasks.metric(ds.task)}"
     device, _ = _common.device()
@@ -350,6 +349,8 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
         "device": device, "num_devices": num_devices, "jax_version": jax.__version__,
     }
     _common.write_json(os.path.join(out, "metrics.json"), metrics)
+    from jaxfund.cli import plots  # matplotlib: a run killed while training never needs it
+
     title = (f"{ds.name}: MLP {'-'.join(map(str, args.hidden))} {args.activation}, "
              f"{args.optimizer} lr={args.lr:g}")
     plots.training_curves_figure(history, os.path.join(out, "curves.png"), title=title)
