@@ -654,8 +654,10 @@ def _iris_state_sgd():
 
 # Epochs of a few ms; the 10 killed lives train about 30 of them in all, and no life may reach
 # the end before its kill. Fewer epochs make the uninterrupted run and the final resume
-# shorter (each epoch's checkpoint holds the history so far: 1000 epochs took 13 s, 400 6 s).
-KILL_EPOCHS = 400
+# shorter (each epoch's checkpoint holds the history so far: 1000 epochs took 13 s, 400 6 s);
+# 600 leaves a life ~3 s of a stalled test process (under a loaded CI machine's xdist workers)
+# before it could finish unkilled.
+KILL_EPOCHS = 600
 KILL_ARGS = ["train", "--dataset", "digits", "--hidden", "32", "--batch-size", "64",
              "--epochs", str(KILL_EPOCHS), "--dropout", "0.1", "--seed", "3"]
 
