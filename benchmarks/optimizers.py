@@ -73,12 +73,22 @@ def shapes(quick: bool, grow: int = 1) -> list[tuple[int, ...]]:
     return out
 
 
-def _jax_step(tx: optax.GradientTransformation) -> Callable:
+def _jax_step(tx: optax.GradientTransformation, steps: int = 1) -> Callable:
+    """The donated ``step(params, state, grads) -> (params, state)``, jitted; ``steps > 1``:
+    that many steps in one compiled ``fori_loop``."""
+
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    if steps == 1:
+        return jax.jit(step, donate_argnums=(0, 1))
+
+    def loop(params, state, grads):
+        return jax.lax.fori_loop(0, steps, lambda _, carry: step(*carry, grads),
+                                 (params, state))
+
+    return jax.jit(loop, donate_argnums=(0, 1))
 
 
 # Entry-computation instructions that launch no work of their own.
@@ -127,9 +137,11 @@ def kernels_per_leaf(tx: optax.GradientTransformation, shape: tuple[int, ...] = 
     return {"per_leaf": len(passes), "opcodes": passes}
 
 
-def _jax_runner(tx: optax.GradientTransformation, params: Any, grads: Any) -> Callable[[], None]:
-    """A callable doing one donated step; the live params/state are rebound every call."""
-    step = _jax_step(tx)
+def _jax_runner(tx: optax.GradientTransformation, params: Any, grads: Any,
+                steps: int = 1) -> Callable[[], None]:
+    """A callable doing ``steps`` donated steps (:func:`_jax_step`); the live params/state are
+    rebound every call."""
+    step = _jax_step(tx, steps)
     live = {"params": params, "state": tx.init(params)}
 
     def call() -> None:
@@ -144,21 +156,7 @@ def _jax_loop_runner(tx: optax.GradientTransformation, params: Any, grads: Any,
     """``steps`` donated steps in one compiled ``fori_loop``, timed per step: the update's
     device time without the per-call dispatch of its hundreds of buffers (what a step inside a
     compiled train step or epoch costs)."""
-
-    def loop(params, state, grads):
-        def body(_, carry):
-            updates, state = tx.update(grads, carry[1], carry[0])
-            return optax.apply_updates(carry[0], updates), state
-
-        return jax.lax.fori_loop(0, steps, body, (params, state))
-
-    run = jax.jit(loop, donate_argnums=(0, 1))
-    live = {"params": params, "state": tx.init(params)}
-
-    def call() -> None:
-        live["params"], live["state"] = run(live["params"], live["state"], grads)
-        jax.block_until_ready(live["params"])
-
+    call = _jax_runner(tx, params, grads, steps)
     call()  # compilation and first-touch allocation, untimed
     call()
 
