@@ -135,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out if args.out is not None else QUICK_DIR if args.quick else RESULTS_DIR
     label = _harness.device_label()
-    # The files are rewritten after every suite: a run stopped part-way keeps the finished ones.
+    # The files are rewritten after every suite: a run stopped part-way keeps the finished ones,
+    # and the last write holds the whole run.
+    written: list[tuple[str, str]] = []
     results = run(suites, quick=args.quick, repeats=args.repeats,
                   torch_compile=not (args.no_torch_compile or args.quick),
                   log=lambda message: print(message, file=sys.stderr, flush=True),
-                  on_suite=lambda partial: _report.write(partial, out, label))
-    json_path, md_path = _report.write(results, out, label)
+                  on_suite=lambda partial: written.append(_report.write(partial, out, label)))
+    json_path, md_path = written[-1]
     print(_report.markdown(results))
     print(f"\nwrote {json_path} and {md_path} ({results['seconds']:.0f} s)", file=sys.stderr)
     return 0
