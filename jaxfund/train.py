@@ -30,20 +30,28 @@ all-reduce of the gradients. The code is the same as on one device, and so is th
 the order of floating-point summation in the batch mean (partial sums per device, then an
 all-reduce), i.e. within a few float32 ulps per step.
 
-Multi-host. The same code runs on several hosts: call ``jax.distributed.initialize()`` first on
-every process, build the global mesh with ``data_mesh()`` (it spans ``jax.devices()``, all
-hosts' devices) and run the same program on every process. With :func:`make_train_step`, each
-host feeds only its own slice of the global batch::
+Several processes (hosts). The same code runs as one process per host under JAX's distributed
+runtime: call :func:`jaxfund.distributed.initialize` first in every process, build the global
+mesh with ``data_mesh()`` (it spans ``jax.devices()``, all processes' devices) and run the same
+program everywhere. :func:`fit` then feeds each process only its own rows of every minibatch:
+every process passes the same ``train_data`` (host NumPy arrays; a memory-mapped array is read
+only where this process's rows are) and the epoch's minibatches are assembled from the
+processes' rows with ``jax.make_array_from_process_local_data``, so the global batch, the
+shuffle and the results are those of one process; every process stops after the same epoch
+(process 0's callback decides). With :func:`make_train_step`, each process feeds its own slice
+of the global batch::
 
     sharding = NamedSharding(mesh, PartitionSpec("data"))
     batch = jax.tree.map(
         lambda a: jax.make_array_from_process_local_data(sharding, a), local_batch)
     state, metrics = step(state, batch)
 
-:func:`fit` keeps the (small) dataset replicated on every device, so every process passes the
-same full ``train_data``; each device then gathers its own part of every batch. Write
-checkpoints from one process (``jax.process_index() == 0``): params and optimizer state are
-replicated, so every process holds the full state.
+Sharded state. ``fit(..., shard_state=True)`` shards the params and optimizer state over
+``"data"`` as well (:func:`jaxfund.distributed.state_shardings`: ZeRO/FSDP, each device stores
+about 1/N of them) instead of replicating them; XLA gathers the params where the forward pass
+needs them. The results are those of the replicated run up to summation order. Checkpoints
+(:class:`jaxfund.checkpoint.Checkpoints`) are written by every process together, each its own
+shards.
 """
 
 from __future__ import annotations
@@ -59,10 +67,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxfund import _checks, models, tasks
+from jaxfund import _checks, distributed, models, tasks
 
 __all__ = [
     "TrainState",
@@ -499,14 +508,18 @@ class FitResult(NamedTuple):
     loop: str = "scan"
 
 
-def _check_data(data: Any, name: str) -> Any:
+def _check_data(data: Any, name: str, host: bool = False) -> Any:
     """``data`` (an ``(x, y)`` pair or any pytree of arrays sharing the leading example axis)
-    with array leaves; a clear error otherwise."""
+    with array leaves (JAX arrays; with ``host``, NumPy arrays, memory-mapped ones kept as they
+    are); a clear error otherwise."""
     if isinstance(data, list) and len(data) == 2:
         data = tuple(data)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(data)]
     leaves, treedef = jax.tree.flatten(data)
-    arrays = [_checks.as_array(leaf, f"{name}{path}") for leaf, path in zip(leaves, paths)]
+    arrays = [leaf if host and isinstance(leaf, np.ndarray)
+              else _checks.as_array(leaf, f"{name}{path}") for leaf, path in zip(leaves, paths)]
+    if host:
+        arrays = [np.asarray(array) for array in arrays]
     data = jax.tree.unflatten(treedef, arrays)
     _batch_size(data, name)
     return data
@@ -604,7 +617,7 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         task: str = "multiclass", epochs: int, batch_size: int, seed: int = 0,
         eval_data: Any = None, start_epoch: int = 0,
         mesh: Mesh | None = None, skip_nonfinite: bool = False, compute_dtype: Any = None,
-        microbatches: int = 1, loop: str = "auto",
+        microbatches: int = 1, loop: str = "auto", shard_state: bool = False,
         callback: Callable[[dict, TrainState], bool | None] | None = None,
         eval_params: Callable[[TrainState], Any] | None = None,
         max_traces: int | None = None) -> FitResult:
@@ -641,11 +654,15 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         (XLA:CPU runs a convolution's gradient inside a loop tens of times slower), ``"scan"``
         otherwise. Both give the same steps.
       callback: ``callback(entry, state)`` after every epoch, e.g. for a progress bar or a
-        checkpoint (:func:`jaxfund.checkpoint.save`); if it returns True, training stops after
-        this epoch (early stopping). The state is donated to the next epoch: save or copy it
+        checkpoint (:class:`jaxfund.checkpoint.Checkpoints`); if it returns True, training stops
+        after this epoch (early stopping; with several processes, process 0's return value
+        decides for all). The state is donated to the next epoch: save or copy it
         inside the callback rather than keeping a reference.
       eval_params: the parameters to evaluate, as a function of the state; default
         ``state.params``. :func:`jaxfund.averaging.averaged_params` evaluates the SWA/EMA average.
+      shard_state: with a mesh: shard the params and optimizer state over its ``"data"`` axis
+        (:func:`jaxfund.distributed.state_shardings`) instead of replicating them; the state
+        returned (and given to ``callback``) is sharded so.
 
     Returns:
       :class:`FitResult`. ``history`` has one entry per epoch: ``{"epoch", "train_loss",
@@ -654,7 +671,8 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
       function's extra metrics; train metrics are means over the epoch's steps that were not
       skipped.
     """
-    data = _check_data(train_data, "train_data")
+    multiprocess = mesh is not None and mesh.is_multi_process
+    data = _check_data(train_data, "train_data", host=multiprocess)
     num_batches = _check_schedule(data, epochs, batch_size, start_epoch)
     _checks.check_int(seed, "seed", low=0)
     _checks.check_choice(loop, "loop", LOOPS)
@@ -664,74 +682,119 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
                           (microbatches, f"microbatches={microbatches}")):
         if batch_size % divisor:
             raise ValueError(f"batch_size={batch_size} must be divisible by {what}")
+    if shard_state and mesh is None:
+        raise ValueError("shard_state=True needs a mesh to shard over: pass "
+                         "mesh=train.data_mesh()")
     compute_dtype = _check_compute_dtype(compute_dtype)
     step_body = _make_step_body(apply_fn, loss_fn, tx, task, mesh, skip_nonfinite,
                                 compute_dtype, microbatches)
-    replicated, sharded = _shardings(mesh) if mesh is not None else (None, None)
     key = jax.random.key(seed)
-    place = jax.device_put if mesh is None else (lambda tree: jax.device_put(tree, replicated))
-    jit_options = {} if mesh is None else {"in_shardings": replicated,
-                                           "out_shardings": replicated}
-    state, data = _copy(place(state)), place(data)
-    first = _gather(data, jnp.arange(batch_size), None)
+    n = _batch_size(data, "train_data")
+    if mesh is None:
+        place = state_place = jax.device_put
+        jit_options: dict = {}
+    else:
+        replicated, sharded = _shardings(mesh)
+        state_sharding = (distributed.state_shardings(state, mesh) if shard_state
+                          else replicated)
+        feed_sharding = NamedSharding(mesh, P(None, "data")) if multiprocess else replicated
+
+        def place(tree: Any) -> Any:
+            return jax.device_put(tree, replicated)
+
+        def state_place(state: TrainState) -> TrainState:
+            return jax.device_put(state, state_sharding)
+
+        jit_options = {"in_shardings": (state_sharding, feed_sharding, replicated),
+                       "out_shardings": (state_sharding, replicated)}
+    state = _copy(state_place(state))
+    if multiprocess:
+        # Every process holds the data on the host and puts only its own rows of each batch on
+        # its devices: epoch e's minibatches, (num_batches, batch_size, ...) sharded on the
+        # batch axis, assembled from the processes' rows.
+        rows = distributed.local_rows(feed_sharding, (num_batches, batch_size), axis=1)
+
+        def feed_of(epoch: int) -> tuple[Any, jax.Array]:
+            mine = _epoch_order(seed, epoch, n, num_batches, batch_size)[:, rows]
+            return jax.tree.map(lambda a: jax.make_array_from_process_local_data(
+                feed_sharding, a[mine], (num_batches, batch_size, *a.shape[1:])), data), \
+                place(np.arange(num_batches, dtype=np.int32))
+
+        def batch_of(feed: Any, i: jax.Array) -> Batch:
+            return jax.lax.with_sharding_constraint(jax.tree.map(lambda a: a[i], feed), sharded)
+
+        first = jax.tree.map(lambda a: a[:batch_size], data)
+    else:
+        # The data are on every device once; each step gathers its minibatch by index.
+        data = place(data)
+
+        def feed_of(epoch: int) -> tuple[Any, jax.Array]:
+            return data, place(_epoch_order(seed, epoch, n, num_batches, batch_size))
+
+        def batch_of(feed: Any, indices: jax.Array) -> Batch:
+            return _gather(feed, indices, None if mesh is None else sharded)
+
+        first = _gather(data, jnp.arange(batch_size), None)
     loop = _choose_loop(loop, lambda state, batch: step_body(state, batch, key), (state, first),
                         mesh.devices.flat[0].platform if mesh is not None
                         else jax.default_backend())
 
-    n = _batch_size(data, "train_data")
-
-    def order_of(epoch: int) -> jax.Array:
-        return place(_epoch_order(seed, epoch, n, num_batches, batch_size))
+    def step_of(state: TrainState, feed: Any, indices: jax.Array):
+        """One step on the minibatch ``batch_of(feed, indices)``: ``data[indices]`` gathered on
+        the device, or the fed epoch's minibatch number ``indices``."""
+        return step_body(state, batch_of(feed, indices), key)
 
     if loop == "scan":
-        epoch_fn = _make_epoch(step_body, sharded)
-
-        def train_epoch(state: TrainState, data: Any, order: jax.Array):
-            return epoch_fn(state, data, key, order)
+        def train_epoch(state: TrainState, feed: Any, order: jax.Array):
+            return jax.lax.scan(lambda state, indices: step_of(state, feed, indices), state,
+                                order)
 
         if max_traces is not None:
             train_epoch = chex.assert_max_traces(train_epoch, n=max_traces)
         compiled = jax.jit(train_epoch, donate_argnums=0, **jit_options)
 
-        def run_epoch(state: TrainState, order: jax.Array):
-            return compiled(state, data, order)
+        def run_epoch(state: TrainState, feed: tuple[Any, jax.Array]):
+            return compiled(state, *feed)
 
-        def compile_loop(order: jax.Array) -> None:
-            compiled.lower(state, data, order).compile()
+        def compile_loop(feed: tuple[Any, jax.Array]) -> None:
+            compiled.lower(state, *feed).compile()
     else:
-        def indexed_step(state: TrainState, data: Any, order: jax.Array, i: jax.Array):
-            return step_body(state, _gather(data, order[i], sharded), key)
+        def indexed_step(state: TrainState, feed: Any, order: jax.Array, i: jax.Array):
+            return step_of(state, feed, order[i])
 
         if max_traces is not None:
             indexed_step = chex.assert_max_traces(indexed_step, n=max_traces)
+        if mesh is not None:
+            jit_options["in_shardings"] = (*jit_options["in_shardings"], replicated)
         compiled = jax.jit(indexed_step, donate_argnums=0, **jit_options)
 
-        def run_epoch(state: TrainState, order: jax.Array):
+        def run_epoch(state: TrainState, feed: tuple[Any, jax.Array]):
             metrics = []
             for i in range(num_batches):
-                state, step_metrics = compiled(state, data, order, jnp.asarray(i, jnp.int32))
+                state, step_metrics = compiled(state, *feed, np.int32(i))
                 metrics.append(step_metrics)
             return state, metrics
 
-        def compile_loop(order: jax.Array) -> None:
-            compiled.lower(state, data, order, jnp.asarray(0, jnp.int32)).compile()
+        def compile_loop(feed: tuple[Any, jax.Array]) -> None:
+            compiled.lower(state, *feed, np.int32(0)).compile()
 
     evaluate = None
     if eval_data is not None:
-        eval_batch = place(_check_data(eval_data, "eval_data"))
-        evaluate = make_eval_step(apply_fn, loss_fn, task=task, compute_dtype=compute_dtype)
+        eval_batch = place(_check_data(eval_data, "eval_data", host=multiprocess))
+        evaluate = jax.jit(_make_eval_body(apply_fn, loss_fn, task, None, compute_dtype),
+                           **({} if mesh is None else {"out_shardings": replicated}))
 
     history: list[dict] = []
     compile_seconds = train_seconds = 0.0
-    order = order_of(start_epoch + 1)
+    feed = feed_of(start_epoch + 1)
     if start_epoch < epochs:
         start = time.perf_counter()
-        compile_loop(order)
+        compile_loop(feed)
         compile_seconds = time.perf_counter() - start
     for epoch in range(start_epoch + 1, epochs + 1):
         start = time.perf_counter()
-        state, metrics = run_epoch(state, order)  # dispatched: the device trains, while
-        order = order_of(epoch + 1)  # the host draws the next epoch's shuffle
+        state, metrics = run_epoch(state, feed)  # dispatched: the device trains, while
+        feed = feed_of(epoch + 1)  # the host draws the next epoch's shuffle
         metrics = _fetch(metrics)
         seconds = time.perf_counter() - start
         train_seconds += seconds
@@ -739,7 +802,10 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
             _params_to_evaluate(state, eval_params), eval_batch, state.model_state))
         entry = {**_history_entry(epoch, metrics, test), "seconds": seconds}
         history.append(entry)
-        if callback is not None and callback(entry, state):
+        stop = bool(callback is not None and callback(entry, state))
+        if multiprocess:  # every process stops after the same epoch: process 0's decision
+            stop = bool(multihost_utils.broadcast_one_to_all(np.bool_(stop)))
+        if stop:
             break
     return FitResult(state=state, history=history, compile_seconds=compile_seconds,
                      train_seconds=train_seconds, steps=num_batches * len(history), loop=loop)
