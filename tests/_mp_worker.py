@@ -6,6 +6,10 @@
 the params and optimizer state sharded if SHARD is 1, in DTYPE (float64 by default), and writes
 ``OUT.npz`` (the final params, gathered; process 0), ``OUT.json`` (the history; process 0) and
 ``OUT.bytes<i>.json`` (the bytes of params + optimizer state on each of process i's devices).
+
+With ``SAVE=DIR`` in the environment every epoch's state is saved to the checkpoints ``DIR``
+(all processes together); with ``RESUME=DIR:STEP`` training resumes from step ``STEP`` of ``DIR``
+(restored onto this run's devices and sharding).
 """
 
 import json
@@ -37,17 +41,46 @@ tx = optimizers.adam(lr=1e-3)
 params = jax.tree.map(lambda a: a.astype(dtype), model.init(jax.random.key(0)))
 state = train.TrainState.create(params, tx)
 mesh = train.data_mesh() if jax.device_count() > 1 else None
+if mesh is not None:
+    state = jax.device_put(state, distributed.state_shardings(state, mesh) if shard == "1"
+                           else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+start_epoch, callback = 0, None
+if os.environ.get("RESUME") or os.environ.get("SAVE"):
+    from jaxfund.checkpoint import Checkpoints
+if os.environ.get("RESUME"):
+    directory, step = os.environ["RESUME"].rsplit(":", 1)
+    with Checkpoints(directory) as checkpoints:
+        state, extra = checkpoints.restore(state, step=int(step))
+    start_epoch = extra["epoch"]
+if os.environ.get("SAVE"):
+    saving = Checkpoints(os.environ["SAVE"], keep=None)
+
+    def save_epoch(entry, state):
+        saving.save(entry["epoch"], state, {"epoch": entry["epoch"]})
+
+    callback = save_epoch
+
 result = train.fit(state, (x_train, ds.y_train), apply_fn=model, tx=tx, epochs=3, batch_size=64,
-                   seed=1, eval_data=(x_test, ds.y_test), mesh=mesh,
-                   shard_state=shard == "1")
+                   seed=1, eval_data=(x_test, ds.y_test), mesh=mesh, start_epoch=start_epoch,
+                   shard_state=shard == "1", callback=callback)
+if os.environ.get("SAVE"):
+    saving.close()
 held = distributed.bytes_per_device((result.state.params, result.state.opt_state))
 with open(f"{out}.bytes{process_id}.json", "w") as f:
     json.dump(sorted(held.values()), f)
-gathered = [np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-            if num_processes > 1 else np.asarray(leaf)
-            for leaf in jax.tree.leaves(result.state.params)]
+
+
+def whole(tree):
+    """Every leaf of ``tree`` as one host array (gathered from all processes)."""
+    return [np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+            if num_processes > 1 else np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+
+
+whole_state, gathered = whole(result.state), whole(result.state.params)
 if process_id == 0:
     np.savez(f"{out}.npz", *gathered)
     with open(f"{out}.json", "w") as f:
         json.dump([{k: v for k, v in entry.items() if k != "seconds"}
                    for entry in result.history], f)
+    with open(f"{out}.state.json", "w") as f:  # every leaf of the final state, for bitwise checks
+        json.dump([leaf.tobytes().hex() for leaf in whole_state], f)

@@ -22,13 +22,18 @@ from jax.sharding import AbstractMesh, Mesh, PartitionSpec
 from jaxfund import distributed
 
 WORKER = os.path.join(os.path.dirname(__file__), "_mp_worker.py")
-TOPOLOGIES = {  # name: (processes, devices per process, shard_state)
-    "1x1": (1, 1, False),
-    "1x4": (1, 4, False),
-    "2x2": (2, 2, False),
-    "1x2-sharded": (1, 2, True),
-    "1x4-sharded": (1, 4, True),
-    "2x2-sharded": (2, 2, True),
+TOPOLOGIES = {  # name: (processes, devices per process, shard_state, environment)
+    "1x1": (1, 1, False, {}),
+    "1x4": (1, 4, False, {}),
+    "2x2": (2, 2, False, {"SAVE": "{root}/checkpoints-2x2"}),
+    "1x2-sharded": (1, 2, True, {}),
+    "1x4-sharded": (1, 4, True, {}),
+    "2x2-sharded": (2, 2, True, {}),
+    # epoch 3 from the checkpoint that 2x2 saved after epoch 2, on other topologies
+    "2x2-resumed": (2, 2, False, {"RESUME": "{root}/checkpoints-2x2:2"}),
+    "1x1-resumed": (1, 1, False, {"RESUME": "{root}/checkpoints-2x2:2"}),
+    "1x4-resumed": (1, 4, False, {"RESUME": "{root}/checkpoints-2x2:2"}),
+    "1x4-sharded-resumed": (1, 4, True, {"RESUME": "{root}/checkpoints-2x2:2"}),
 }
 
 
@@ -38,10 +43,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(argv_of, processes: int, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+def launch(argv_of, processes: int, timeout: float = 300,
+           env: dict | None = None) -> list[subprocess.CompletedProcess]:
     """Runs ``argv_of(port, i)`` for each of ``processes`` processes concurrently."""
     port = free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
     procs = [subprocess.Popen(argv_of(port, i), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(processes)]
     done = []
@@ -56,16 +62,17 @@ def runs(tmp_path_factory):
     """Every topology's final params, history and per-device bytes."""
     root = tmp_path_factory.mktemp("mp")
     results = {}
-    for name, (processes, devices, shard) in TOPOLOGIES.items():
+    for name, (processes, devices, shard, env) in TOPOLOGIES.items():
         out = str(root / name)
         for proc in launch(lambda port, i: [sys.executable, WORKER, str(port), str(i),
                                             str(processes), str(devices), str(int(shard)), out],
-                           processes):
+                           processes, env={k: v.format(root=root) for k, v in env.items()}):
             assert proc.returncode == 0, proc.stderr[-3000:]
         params = np.load(out + ".npz")
         held = [json.loads(open(f"{out}.bytes{i}.json").read()) for i in range(processes)]
         results[name] = {"params": [params[f"arr_{i}"] for i in range(len(params.files))],
                          "history": json.loads(open(out + ".json").read()),
+                         "state": json.loads(open(out + ".state.json").read()),
                          "bytes": [b for per_process in held for b in per_process]}
     return results
 
@@ -78,16 +85,24 @@ def relative_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 @pytest.mark.parametrize("name, reference", [
     ("2x2", "1x4"), ("2x2", "1x1"), ("1x4", "1x1"),
     ("2x2-sharded", "2x2"), ("1x4-sharded", "1x4"), ("1x2-sharded", "1x1"),
+    ("1x1-resumed", "1x1"), ("1x4-resumed", "1x4"), ("1x4-sharded-resumed", "1x4-sharded"),
 ])
 def test_params_and_metrics_do_not_depend_on_processes_devices_or_sharding(runs, name,
                                                                             reference):
     got, want = runs[name], runs[reference]
     assert relative_difference(got["params"], want["params"]) < 1e-6
-    assert len(got["history"]) == len(want["history"]) == 3
-    for entry, expected in zip(got["history"], want["history"]):
+    epochs = len(got["history"])  # a resumed run: epoch 3 only
+    assert epochs == (1 if name.endswith("resumed") else 3) and len(want["history"]) == 3
+    for entry, expected in zip(got["history"], want["history"][-epochs:]):
         assert entry.keys() == expected.keys()
         for key in entry:
             assert entry[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-12), key
+
+
+@pytest.mark.slow
+def test_a_checkpoint_resumed_on_the_topology_that_saved_it_continues_bitwise(runs):
+    assert runs["2x2-resumed"]["state"] == runs["2x2"]["state"]
+    assert runs["2x2-resumed"]["history"] == runs["2x2"]["history"][-1:]
 
 
 # The MLP 64-256-256-10 with Adam: params + mu + nu of each leaf, two int32 counts.
