@@ -67,6 +67,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import operator
 import os
 import re
 import shutil
@@ -507,15 +508,19 @@ class Checkpoints:
         arrays are copied off their devices; the previous save is waited for first.
 
         Args:
-          step: a step after the latest one saved (as in ``state.step``, or the epoch).
+          step: a step after the latest one saved, e.g. ``state.step`` or the epoch (an int or
+            an integer scalar array).
           state: a :class:`jaxfund.train.TrainState` or any pytree of arrays.
           extra: JSON-serialisable metadata, e.g. ``{"epoch": 5, "seed": 0, "config": {...}}``.
 
         Raises:
-          TypeError: ``extra`` is not JSON-serialisable.
-          ValueError: ``step`` is not after the latest step saved.
+          TypeError: ``extra`` is not JSON-serialisable, or ``step`` is not an integer.
+          ValueError: ``step`` is negative or not after the latest step saved.
         """
         extra = _json(extra)
+        step = operator.index(step)  # an int, a numpy or a jax integer scalar (state.step)
+        if step < 0:
+            raise ValueError(f"`step` must be >= 0, got {step}")
         if self._manager is None:  # only a writer has one: it reads every step's metadata
             self._clean(uncommitted=True)
             self._manager = ocp.CheckpointManager(self.directory, options=self._options)
@@ -599,7 +604,7 @@ def save(path: str | os.PathLike, state: Any, extra: dict | None = None) -> None
     written (between a delete and a rename: the one moment a kill leaves nothing at ``path``).
 
     Args:
-      path: the checkpoint directory; created if missing (its parent must exist).
+      path: the checkpoint directory; created (with its parents) if missing.
       state: a :class:`jaxfund.train.TrainState` (or any pytree of arrays).
       extra: JSON-serialisable metadata, e.g. ``{"epoch": 5, "seed": 0, "config": {...}}``.
 
@@ -660,7 +665,7 @@ def export(path: str | os.PathLike, params: Any, model_state: Any = None,
     checkpoint alike.
 
     Args:
-      path: the checkpoint directory; created if missing (its parent must exist).
+      path: the checkpoint directory; created (with its parents) if missing.
       params: the model parameters (any pytree of arrays), e.g. ``state.params``.
       model_state: the model's mutable state (e.g. batch-norm statistics), e.g.
         ``state.model_state``; ``None``: none (``{}``).

@@ -238,6 +238,22 @@ def test_steps_must_increase(tmp_path, second):
         one_line(excinfo, f"cannot save step {second} in {tmp_path}", "latest step is 3")
 
 
+@pytest.mark.parametrize("step, exception, words", [
+    (-1, ValueError, ["`step` must be >= 0, got -1"]),
+    (1.0, TypeError, ["float"]),
+])
+def test_a_step_is_a_non_negative_integer(tmp_path, step, exception, words):
+    with pytest.raises(exception) as excinfo:
+        checkpoint.Checkpoints(tmp_path).save(step, worker.filled(0))
+    one_line(excinfo, *words)
+
+
+def test_a_step_may_be_an_integer_array(tmp_path):
+    with checkpoint.Checkpoints(tmp_path) as checkpoints:
+        checkpoints.save(jnp.int32(5), worker.filled(5))
+    assert checkpoints.steps() == [5]
+
+
 def test_async_save_copies_the_arrays_before_it_returns(tmp_path):
     with checkpoint.Checkpoints(tmp_path, async_save=True) as checkpoints:
         state = worker.filled(1)
