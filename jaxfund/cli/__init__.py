@@ -23,10 +23,11 @@ Modules: ``_common`` (parser, option types, one-line errors, output files), ``tr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from jaxfund.cli import _common, bench, compare, figures, train
+from jaxfund.cli import _common, _supervisor, bench, compare, figures, train
 
 __all__ = ["main", "build_parser"]
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns 0 on success and 2 on a user error (after printing one line to stderr).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _supervisor.ENV in os.environ:
+        _supervisor.use_parent_stderr()
     try:
         if argv[:1] == ["bench"]:
             return bench.run(argv[1:])
@@ -60,8 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as exit_:  # --help
             return int(exit_.code or 0)
+        several = getattr(args, "several_processes", None)
+        if several is not None and not _supervisor.supervised() and several(args):
+            return _supervisor.run(argv)  # one process of several: its end is one line
         args.cache_dir = _common.use_compile_cache(not args.no_compile_cache)
         return int(args.func(args) or 0)
     except _common.UsageError as err:
         print(f"jaxfund: error: {err}", file=sys.stderr)
+        distributed = sys.modules.get("jaxfund.distributed")
+        if distributed is not None:  # the other processes of a multi-process run stop too
+            distributed.fail(str(err), 2)
         return 2

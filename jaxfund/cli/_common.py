@@ -358,9 +358,11 @@ def consoles():
             Console(stderr=True, width=None if sys.stderr.isatty() else 120))
 
 
-def progress_bar(console, *text_columns):
-    """A rich progress bar on ``console``: description, bar, ``n/N``, extra text, elapsed."""
+def progress_bar(console, *text_columns, disable: bool = False):
+    """A rich progress bar on ``console``: description, bar, ``n/N``, extra text, elapsed
+    (``disable``: shows nothing, e.g. on the processes other than 0 of a multi-process run)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    *(TextColumn(t) for t in text_columns), TimeElapsedColumn(), console=console)
+                    *(TextColumn(t) for t in text_columns), TimeElapsedColumn(), console=console,
+                    disable=disable)

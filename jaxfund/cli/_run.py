@@ -1,4 +1,4 @@
-"""A training run's output directory: the lock, the resume/overwrite rules, the checkpoint it
+"""A training run's output directory: the lock, the resume/overwrite rules, the checkpoints it
 resumes from and its per-epoch logs.
 
 - :class:`RunDir`: ``--out`` as a context manager. It refuses ``--resume`` into a missing
@@ -6,7 +6,10 @@ resumes from and its per-epoch logs.
   (``OUT/.jaxfund.lock``; the lock of a killed run is taken over), refuses to mix a new run into
   a directory that holds one unless ``--resume`` or ``--overwrite``, and removes the temporary
   files a killed run left behind.
-- :func:`read_checkpoint`: ``OUT/checkpoint`` and its metadata, every problem as one line.
+- :func:`open_checkpoints` / :func:`read_checkpoint`: ``OUT/checkpoints`` (an Orbax checkpoint
+  manager, :class:`jaxfund.checkpoint.Checkpoints`) and the latest checkpoint's state and
+  metadata, every problem as one line; a run of an older jaxfund that saved the single file
+  ``OUT/checkpoint`` resumes from it.
 - :class:`JsonlLog` (``OUT/log.jsonl``) and :class:`TensorBoardLog` (``OUT/tensorboard/``):
   one entry per epoch, written as training goes; on resume the entries a killed run wrote after
   its last checkpoint are dropped.
@@ -30,13 +33,15 @@ from typing import Any
 from jaxfund.cli import _common
 from jaxfund.cli._common import UsageError
 
-CHECKPOINT = "checkpoint"
+CHECKPOINTS = "checkpoints"
+CHECKPOINT = "checkpoint"  # the single-file checkpoint of jaxfund before Orbax (read on resume)
 LOG = "log.jsonl"
 TENSORBOARD = "tensorboard"
 LOCK = ".jaxfund.lock"
 # What a run writes into --out: a directory holding any of them holds a run, and --overwrite
 # removes exactly these (never other files of the user's).
-RUN_FILES = ("metrics.json", CHECKPOINT, "best", LOG, "curves.png", "curves.html", TENSORBOARD)
+RUN_FILES = ("metrics.json", CHECKPOINTS, CHECKPOINT, "best", LOG, "curves.png", "curves.html",
+             TENSORBOARD)
 # Temporary files of an interrupted atomic write: checkpoint.save's (also for OUT/best) and
 # JsonlLog's.
 TEMP_FILES = (f".{CHECKPOINT}.*.tmp", ".best.*.tmp", f".{LOG}.*.tmp")
@@ -229,26 +234,30 @@ class RunDir:
        kill -9: its pid no longer runs on this host, is a zombie, or was reused by a newer
        process) is taken over. A lock written on another host counts as live.
     4. Temporary files of an interrupted write (:data:`TEMP_FILES`) are removed.
-    5. With ``resume``: ``DIR/checkpoint`` must exist. Otherwise a directory holding any of
+    5. With ``resume``: ``DIR/checkpoints`` (or an older run's ``DIR/checkpoint``) must exist. Otherwise a directory holding any of
        :data:`RUN_FILES` is refused unless ``overwrite``, which removes those (and only those).
 
     On exit (also on an exception) the lock is removed.
 
     The entered object is path-like (``os.path.join(run, "metrics.json")``, ``f"{run}"``).
-    Attributes: ``path`` (the directory), ``checkpoint``, ``log`` and ``tensorboard`` (the paths
-    of ``DIR/checkpoint``, ``DIR/log.jsonl`` and ``DIR/tensorboard``).
+    Attributes: ``path`` (the directory), ``checkpoints``, ``checkpoint``, ``log`` and
+    ``tensorboard`` (the paths of ``DIR/checkpoints``, an older run's ``DIR/checkpoint``,
+    ``DIR/log.jsonl`` and ``DIR/tensorboard``).
 
     Example::
 
         with RunDir(args.out, resume=args.resume, overwrite=args.overwrite) as run:
             ...
-            state, start_epoch, history = read_checkpoint(run.checkpoint, state, config, epochs)
+            with open_checkpoints(run, keep=3) as checkpoints:
+                state, start_epoch, history = read_checkpoint(checkpoints, run.checkpoint,
+                                                              state, config, epochs)
     """
 
     def __init__(self, path: str | os.PathLike, *, resume: bool, overwrite: bool):
         self.path = os.fspath(path)
         self.resume = resume
         self.overwrite = overwrite
+        self.checkpoints = os.path.join(self.path, CHECKPOINTS)
         self.checkpoint = os.path.join(self.path, CHECKPOINT)
         self.log = os.path.join(self.path, LOG)
         self.tensorboard = os.path.join(self.path, TENSORBOARD)
@@ -268,7 +277,7 @@ class RunDir:
             raise UsageError("--resume and --overwrite exclude each other: --resume continues "
                              "the run in --out, --overwrite replaces it")
         if self.resume and not os.path.isdir(self.path):
-            raise UsageError(f"--resume: no checkpoint at {self.checkpoint!r} ({self.path!r} "
+            raise UsageError(f"--resume: no checkpoint in {self.checkpoints!r} ({self.path!r} "
                              f"does not exist); train without --resume first")
         try:
             os.makedirs(self.path, exist_ok=True)
@@ -297,8 +306,8 @@ class RunDir:
             for tmp in glob.glob(os.path.join(glob.escape(self.path), pattern)):
                 _remove_or_fail(tmp)
         if self.resume:
-            if not os.path.lexists(self.checkpoint):
-                raise UsageError(f"--resume: no checkpoint at {self.checkpoint!r}; "
+            if not (os.path.lexists(self.checkpoints) or os.path.lexists(self.checkpoint)):
+                raise UsageError(f"--resume: no checkpoint in {self.checkpoints!r}; "
                                  "train without --resume first")
             return
         existing = [name for name in RUN_FILES
@@ -357,20 +366,37 @@ def _metadata_problem(extra: Any) -> str | None:
     return None
 
 
-def read_checkpoint(path: str | os.PathLike, like: Any, config: dict,
-                    epochs: int) -> tuple[Any, int, list[dict]]:
-    """The training state, epoch and history saved in checkpoint ``path``, to resume a run.
+def open_checkpoints(run: RunDir | str | os.PathLike, keep: int) -> Any:
+    """:class:`jaxfund.checkpoint.Checkpoints` of ``RUN/checkpoints`` keeping the last ``keep``,
+    saving asynchronously (a context manager that waits for the last save when it closes)."""
+    from jaxfund import checkpoint as ckpt
 
-    The checkpoint is what ``jaxfund train`` saves after every epoch:
-    ``checkpoint.save(path, state, {"epoch": k, "config": config, "history": plain(history),
-    ...})``. After :func:`jaxfund.checkpoint.restore` verifies the checksum, the structure,
-    shapes and dtypes, the metadata is checked: an object with an int ``epoch >= 0``, a
-    ``config`` object equal to ``config`` and a ``history`` of exactly ``epoch`` entries with
-    epochs ``1..epoch`` in order and numeric values.
+    directory = os.path.join(os.fspath(run), CHECKPOINTS)
+    try:
+        return ckpt.Checkpoints(directory, keep=keep)
+    except OSError as err:
+        raise UsageError(f"--out: cannot write checkpoints to {directory!r}: "
+                         f"{err.strerror or err}") from None
+
+
+def read_checkpoint(checkpoints: Any, legacy: str | os.PathLike, like: Any, config: dict,
+                    epochs: int) -> tuple[Any, int, list[dict]]:
+    """The training state, epoch and history of the latest checkpoint, to resume a run.
+
+    The checkpoint is what ``jaxfund train`` saves after every epoch ``k``:
+    ``checkpoints.save(k, state, {"epoch": k, "config": config, "history": plain(history),
+    ...})``; where ``checkpoints`` holds none and the single file ``legacy`` (``OUT/checkpoint``,
+    written by jaxfund before its checkpoints moved to Orbax) exists, that file is read instead.
+    After the state is restored (structure, shapes, dtypes and fingerprints checked, each leaf
+    placed with ``like``'s sharding), the metadata is checked: an object with an int
+    ``epoch >= 0``, a ``config`` object equal to ``config`` and a ``history`` of exactly
+    ``epoch`` entries with epochs ``1..epoch`` in order and numeric values.
 
     Args:
-      path: the checkpoint file (``OUT/checkpoint``).
-      like: a freshly created state of the run's structure (``TrainState.create(...)``).
+      checkpoints: the run's :class:`jaxfund.checkpoint.Checkpoints` (:func:`open_checkpoints`).
+      legacy: the path of an older run's single-file checkpoint.
+      like: a freshly created state of the run's structure (``TrainState.create(...)``), placed
+        as the run trains it.
       config: the run's configuration; the checkpoint's must be equal on every key.
       epochs: ``--epochs``; the checkpoint's epoch may not exceed it.
 
@@ -379,20 +405,22 @@ def read_checkpoint(path: str | os.PathLike, like: Any, config: dict,
       as floats.
 
     Raises:
-      UsageError: one line naming ``--resume`` (or ``--epochs``) and the problem: no such file,
-        a directory, unreadable, corrupt (checksum, format), of another structure, malformed
-        metadata, another configuration, or an epoch beyond ``epochs``.
+      UsageError: one line naming ``--resume`` (or ``--epochs``) and the problem: no checkpoint,
+        unreadable, corrupt or truncated, of another structure, malformed metadata, another
+        configuration, or an epoch beyond ``epochs``.
     """
     from jaxfund import checkpoint as ckpt
 
-    path = os.fspath(path)
+    legacy = os.fspath(legacy)
+    if checkpoints.latest_step() is None and os.path.lexists(legacy):
+        path, read = legacy, (lambda: ckpt.restore(legacy, like))
+    else:
+        path, read = checkpoints.directory, (lambda: checkpoints.restore(like))
     try:
-        state, extra = ckpt.restore(path, like)
+        state, extra = read()
     except FileNotFoundError:
-        raise UsageError(f"--resume: no checkpoint at {path!r}; "
+        raise UsageError(f"--resume: no checkpoint in {path!r}; "
                          "train without --resume first") from None
-    except IsADirectoryError:
-        raise UsageError(f"--resume: {path!r} is a directory, not a checkpoint file") from None
     except OSError as err:
         raise UsageError(f"--resume: cannot read {path!r}: {err.strerror or err}") from None
     except ValueError as err:

@@ -88,9 +88,31 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=_common.seed, default=0,
                    help="seed of the init, the shuffles and dropout")
     p.add_argument("--data-parallel", action="store_true",
-                   help="shard each batch over all visible devices (train.data_mesh())")
+                   help="shard each batch over all visible devices (train.data_mesh()); on by "
+                        "default with several processes or --shard-state")
+    p.add_argument("--shard-state", action="store_true",
+                   help="shard the params and optimizer state over the devices too (ZeRO/FSDP: "
+                        "each device stores ~1/N of them) instead of replicating them")
+    g = p.add_argument_group(
+        "several processes (one per host; JAX's distributed runtime)",
+        "Pass all three, or none when JAX detects the cluster (SLURM, Open MPI, Cloud TPU, "
+        "Kubernetes). Every process runs the same command with the same --out (a shared "
+        "filesystem across hosts); process 0 writes the logs, metrics and figures, all write "
+        "the checkpoints together.")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="address of process 0, which serves the coordinator")
+    g.add_argument("--num-processes", type=_common.positive_int, default=None,
+                   help="number of processes")
+    g.add_argument("--process-id", type=_common.non_negative_int, default=None,
+                   help="this process's index, 0 .. N-1")
+    g.add_argument("--peer-timeout", type=_common.positive_float, default=30.0,
+                   help="seconds without a heartbeat after which another process counts as "
+                        "dead and this one stops (exit status 4)")
+    p.add_argument("--keep", type=_common.positive_int, default=3,
+                   help="keep the last K checkpoints in OUT/checkpoints")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint (its config must match)")
+                   help="continue from the latest checkpoint in OUT/checkpoints (its config "
+                        "must match)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run already in the output directory (default: refuse)")
     p.add_argument("--tensorboard", action="store_true",
@@ -98,7 +120,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--html", action="store_true",
                    help="also write OUT/curves.html (interactive, self-contained)")
     p.add_argument("--out", default="runs/train", help="output directory")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, several_processes=_several_processes)
 
 
 def _schedule_name(name: str) -> str:
@@ -215,9 +237,43 @@ def _improved(value: float, best: float | None, metric: str) -> bool:
     return value > best if metric.endswith("accuracy") else value < best
 
 
+def _several_processes(args: argparse.Namespace) -> bool:
+    """Whether the run is one of several processes: the flags, or a cluster JAX detects."""
+    if any(getattr(args, name) is not None
+           for name in ("coordinator", "num_processes", "process_id")):
+        return True
+    from jaxfund import distributed
+
+    return distributed.cluster_detected()
+
+
+def _join_cluster(args: argparse.Namespace) -> bool:
+    """Joins the processes of a multi-process run (:func:`jaxfund.distributed.initialize`), before
+    any JAX computation; False for a single process."""
+    from jaxfund import distributed
+
+    flags = {"coordinator": "--coordinator", "num_processes": "--num-processes",
+             "process_id": "--process-id", "peer_timeout": "--peer-timeout"}
+    try:
+        return distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                      peer_timeout=args.peer_timeout)
+    except ValueError as err:
+        message = str(err)
+        for name, flag in flags.items():
+            message = message.replace(name, flag)
+        raise UsageError(message) from None
+    except Exception as err:  # JAX could not reach the coordinator or the other processes
+        if args.coordinator is None:
+            raise
+        raise UsageError(f"--coordinator {args.coordinator}: cannot join the "
+                         f"{args.num_processes} processes: "
+                         f"{' '.join(str(err).split())[:200]}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from jaxfund import models
 
+    multiprocess = _join_cluster(args)
     _common.checked("--activation", models.hidden_activation, args.activation)
     _schedule_name(args.lr_schedule)
     _common.checked("--optimizer", make_optimizer, args.optimizer, args.lr, args.weight_decay,
@@ -233,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
 
     from jaxfund import tasks, train
 
-    mesh = train.data_mesh() if args.data_parallel else None
+    parallel = args.data_parallel or args.shard_state or multiprocess
+    mesh = train.data_mesh() if parallel else None
     num_devices = mesh.devices.size if mesh is not None else 1
     if args.batch_size % num_devices:
         raise UsageError(f"--batch-size {args.batch_size} is not divisible by the "
@@ -245,19 +302,33 @@ def run(args: argparse.Namespace) -> int:
     out_features = tasks.output_features(ds.task, ds.num_classes)
     model = models.MLP(ds.num_features, args.hidden, out_features, args.activation,
                        dropout=args.dropout)
-    with _run.RunDir(args.out, resume=args.resume, overwrite=args.overwrite) as out:
+    lead = jax.process_index() == 0  # writes the logs, metrics and figures
+    run_dir = _run.RunDir(args.out, resume=args.resume, overwrite=args.overwrite)
+    with run_dir if lead else contextlib.nullcontext(run_dir) as out:
+        if multiprocess:  # the others wait until process 0 has prepared (or refused) --out
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxfund train: --out ready")
         state = train.TrainState.create(model.init(jax.random.key(args.seed)), tx)
-        history: list[dict] = []
-        start_epoch = 0
-        if args.resume:
-            state, start_epoch, history = _run.read_checkpoint(out.checkpoint, state, config,
-                                                               args.epochs)
-        return _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
-                      steps_per_epoch)
+        if mesh is not None:  # placed as fit trains it: a checkpoint is restored so
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            from jaxfund import distributed
+
+            state = jax.device_put(state, distributed.state_shardings(state, mesh)
+                                   if args.shard_state else NamedSharding(mesh, PartitionSpec()))
+        with _run.open_checkpoints(out, keep=args.keep) as checkpoints:
+            history: list[dict] = []
+            start_epoch = 0
+            if args.resume:
+                state, start_epoch, history = _run.read_checkpoint(
+                    checkpoints, out.checkpoint, state, config, args.epochs)
+            return _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
+                          checkpoints, steps_per_epoch, lead)
 
 
-def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
-           steps_per_epoch) -> int:
+def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, checkpoints,
+           steps_per_epoch, lead) -> int:
     import jax
     from rich.table import Table
 
@@ -274,12 +345,15 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
             best_epoch, best = entry["epoch"], entry[metric]
     stopped_early = diverged = None
     stack = contextlib.ExitStack()
-    logs = [stack.enter_context(_run.JsonlLog(out.log, start_epoch, history))]
-    if args.tensorboard:
-        logs.append(stack.enter_context(_run.TensorBoardLog(out.tensorboard, start_epoch)))
+    logs = []
+    if lead:
+        logs.append(stack.enter_context(_run.JsonlLog(out.log, start_epoch, history)))
+        if args.tensorboard:
+            logs.append(stack.enter_context(_run.TensorBoardLog(out.tensorboard, start_epoch)))
     stdout, stderr = _common.consoles()
     progress = _common.progress_bar(
-        stderr, "loss {task.fields[loss]}  {task.fields[metric]}  {task.fields[speed]}")
+        stderr, "loss {task.fields[loss]}  {task.fields[metric]}  {task.fields[speed]}",
+        disable=not lead)
     bar = progress.add_task("epoch", total=args.epochs, completed=min(start_epoch, args.epochs),
                             loss="-", metric="", speed="")
     timing = {"steps": 0, "seconds": 0.0}
@@ -293,7 +367,7 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
         history.append(dict(entry))
         for log in logs:  # before the checkpoint: a resume rewrites what is past it
             log.write(entry)
-        ckpt.save(out.checkpoint, epoch_state, extra={
+        checkpoints.save(entry["epoch"], epoch_state, extra={
             "epoch": entry["epoch"], "seed": args.seed, "config": config,
             "history": _common.plain(history)})
         timing["steps"] += steps_per_epoch
@@ -318,12 +392,15 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                 eval_data=(ds.x_test, ds.y_test), start_epoch=start_epoch, mesh=mesh,
                 skip_nonfinite=True, compute_dtype=None if args.dtype == "float32" else args.dtype,
-                callback=on_epoch)
+                shard_state=args.shard_state, callback=on_epoch)
+        checkpoints.wait()  # the last asynchronous save is committed before the run ends
     except jax.errors.JaxRuntimeError as err:
         if "RESOURCE_EXHAUSTED" not in str(err):
             raise
         raise UsageError(f"--hidden/--batch-size: the model does not fit in memory "
                          f"({str(err).splitlines()[0][:160]})") from None
+    if not lead:  # process 0 reports and writes the outputs
+        return DIVERGED if diverged is not None else 0
     if not history:
         print(f"jaxfund: error: training diverged at epoch {diverged[0]}: {diverged[1]}; "
               "nothing was saved: lower --lr or pass --clip-norm", file=sys.stderr)
@@ -346,7 +423,8 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
         "diverged_at_epoch": None if diverged is None else diverged[0],
         "compile_seconds": result.compile_seconds, "train_seconds": seconds, "steps": steps,
         "steps_per_second": steps / seconds if seconds else 0.0,
-        "device": device, "num_devices": num_devices, "jax_version": jax.__version__,
+        "device": device, "num_devices": num_devices, "num_processes": jax.process_count(),
+        "shard_state": args.shard_state, "jax_version": jax.__version__,
     }
     _common.write_json(os.path.join(out, "metrics.json"), metrics)
     from jaxfund.cli import plots  # matplotlib: a run killed while training never needs it
@@ -374,8 +452,9 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out,
         ("compile s", f"{result.compile_seconds:.2f}"),
         ("train s", f"{seconds:.2f}"),
         ("steps/s", f"{metrics['steps_per_second']:,.0f}"),
-        ("device", f"{device} × {num_devices}"),
-        ("outputs", f"{out}/metrics.json, log.jsonl, curves.png, checkpoint"),
+        ("device", f"{device} × {num_devices}" + (f" in {jax.process_count()} processes"
+                                                  if jax.process_count() > 1 else "")),
+        ("outputs", f"{out}/metrics.json, log.jsonl, curves.png, checkpoints"),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -1,0 +1,96 @@
+"""One process of a multi-process run, watched from a light parent, so that its end is one line.
+
+When another process of the run dies, JAX's distributed runtime stops the survivors itself: a
+process that loses the coordinator (process 0) is aborted by the runtime's C++ client at once,
+with a fatal log line and a stack trace on file descriptor 2, and no Python code runs. So
+``jaxfund train`` with several processes runs as a parent (no JAX) and a child (the run):
+
+- the child's Python ``sys.stderr`` (messages, progress bar, tracebacks) is the parent's own
+  stderr, passed as an inherited file descriptor, so it is unchanged (a terminal stays a
+  terminal);
+- the child's file descriptor 2, where the C++ runtime logs, is a pipe that the parent reads: it
+  keeps those lines back and prints them only if the child fails in another way; when the child
+  was aborted by the runtime, it prints one line instead and exits with status
+  :data:`jaxfund.distributed.PEER_LOST`;
+- SIGINT and SIGTERM are passed on to the child, and the child dies with the parent (Linux
+  ``PR_SET_PDEATHSIG``), so a kill -9 of the process the user started stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+ENV = "JAXFUND_SUPERVISED_STDERR"  # in the child: the descriptor of the parent's stderr
+PEER_LOST = 4  # = jaxfund.distributed.PEER_LOST (not imported: it would import JAX here)
+_FATAL = re.compile(rb"Terminating process because the JAX distributed service detected fatal")
+_STATUS = re.compile(rb"absl::Status: ([^\n]*)")
+
+
+_child = False  # set in the child by use_parent_stderr (which takes ENV out of the environment)
+
+
+def supervised() -> bool:
+    """Whether this process is the child of :func:`run`."""
+    return _child or ENV in os.environ
+
+
+def use_parent_stderr() -> None:
+    """In the child: Python's ``sys.stderr`` writes to the parent's stderr (file descriptor 2
+    stays the pipe the parent reads the runtime's logs from)."""
+    global _child
+    _child = True
+    sys.stderr = open(int(os.environ.pop(ENV)), "w", buffering=1, encoding="utf-8",
+                      errors="backslashreplace")
+
+
+def _die_with_parent() -> None:
+    """In the child, between fork and exec: SIGKILL when the parent dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _reason(log: bytes) -> str:
+    """The runtime's reason, one line: the first sentence of the status it aborted with."""
+    found = _STATUS.search(log)
+    text = (found.group(1) if found else b"the JAX distributed service reported a fatal error")
+    text = " ".join(text.decode("utf-8", "replace").split())
+    return text.split(". ", 1)[0].rstrip(".")[:200]
+
+
+def run(argv: Sequence[str]) -> int:
+    """Runs ``python -m jaxfund *argv`` as a watched child; returns its exit status."""
+    stderr = os.dup(2)
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "jaxfund", *argv],
+                                 env={**os.environ, ENV: str(stderr)}, stderr=write_end,
+                                 pass_fds=(stderr,), preexec_fn=_die_with_parent)
+    finally:
+        os.close(write_end)
+        os.close(stderr)
+    previous = {sig: signal.signal(sig, lambda sig, _: child.send_signal(sig))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            log = pipe.read()  # the C++ runtime's lines, until the child exits
+        status = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if status != 0 and _FATAL.search(log):
+        print(f"jaxfund: error: JAX's distributed runtime stopped this process because another "
+              f"one died or the coordinator (process 0) is unreachable ({_reason(log)}); the "
+              f"last complete checkpoint is kept", file=sys.stderr)
+        return PEER_LOST
+    if status != 0:
+        sys.stderr.write(log.decode("utf-8", "replace"))
+    return status if status >= 0 else 128 - status
