@@ -53,6 +53,7 @@ __all__ = [
 PEER_LOST = 4  # exit status of a process stopped because another one died or failed
 _KEY = "jaxfund/process/"  # the watchdog's key-value entries, one per process
 _INTERVAL = 0.5  # seconds between two heartbeats of the watchdog
+_ACKNOWLEDGE_SECONDS = 10.0  # how long fail() waits for the others to read the failure
 _ADDRESS = re.compile(r"^\[?[^\s\[\]]+\]?:(\d{1,5})$")
 
 
@@ -111,6 +112,20 @@ class _Watchdog:
         except Exception:
             pass
 
+    def wait_for_peers(self, seconds: float) -> None:
+        """Waits (at most ``seconds``) until every other process has stopped or failed: they
+        must read this one's failure before its exit can take the coordinator away."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                entries = dict(self.client.key_value_dir_get(_KEY))
+            except Exception:
+                return
+            if all(entries.get(f"{_KEY}{peer}", "").startswith(("failed", "done"))
+                   for peer in range(self.n) if peer != self.me):
+                return
+            time.sleep(_INTERVAL / 5)
+
     def _run(self) -> None:
         seen: dict[int, tuple[str, float]] = {}
         started = time.monotonic()
@@ -143,7 +158,7 @@ class _Watchdog:
     def _exit(self, reason: str) -> None:
         if self.stopped.is_set():
             return
-        self.stopped.set()
+        self.stop(f"failed {reason}")  # also tells a process waiting in fail() that we stop
         sys.stderr.write(f"jaxfund: error: {reason}; stopping process {self.me} too (the last "
                          f"complete checkpoint is kept)\n")
         sys.stderr.flush()
@@ -232,6 +247,7 @@ def fail(message: str, status: int = 1) -> None:
     _watchdog.stop("failed " + " ".join(str(message).split()))
     sys.stdout.flush()
     sys.stderr.flush()
+    _watchdog.wait_for_peers(_ACKNOWLEDGE_SECONDS)
     os._exit(status)
 
 

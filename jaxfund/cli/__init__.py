@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if _supervisor.ENV in os.environ:
-        _supervisor.use_parent_stderr()
+        _supervisor.use_parent_output()
     try:
         if argv[:1] == ["bench"]:
             return bench.run(argv[1:])

@@ -5,13 +5,13 @@ process that loses the coordinator (process 0) is aborted by the runtime's C++ c
 with a fatal log line and a stack trace on file descriptor 2, and no Python code runs. So
 ``jaxfund train`` with several processes runs as a parent (no JAX) and a child (the run):
 
-- the child's Python ``sys.stderr`` (messages, progress bar, tracebacks) is the parent's own
-  stderr, passed as an inherited file descriptor, so it is unchanged (a terminal stays a
-  terminal);
-- the child's file descriptor 2, where the C++ runtime logs, is a pipe that the parent reads: it
-  keeps those lines back and prints them only if the child fails in another way; when the child
-  was aborted by the runtime, it prints one line instead and exits with status
-  :data:`jaxfund.distributed.PEER_LOST`;
+- the child's Python ``sys.stdout`` and ``sys.stderr`` (table, messages, progress bar,
+  tracebacks) are the parent's own, passed as inherited file descriptors, so they are unchanged
+  (a terminal stays a terminal);
+- the child's file descriptors 1 and 2, where the C++ runtime writes (gloo's connection lines,
+  the runtime's logs), are pipes that the parent reads: it keeps those lines back and prints the
+  logs only if the child fails in another way; when the child was aborted by the runtime, it
+  prints one line instead and exits with status :data:`jaxfund.distributed.PEER_LOST`;
 - SIGINT and SIGTERM are passed on to the child, and the child dies with the parent (Linux
   ``PR_SET_PDEATHSIG``), so a kill -9 of the process the user started stops the run.
 """
@@ -23,9 +23,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 
-ENV = "JAXFUND_SUPERVISED_STDERR"  # in the child: the descriptor of the parent's stderr
+ENV = "JAXFUND_SUPERVISED_OUTPUT"  # in the child: "STDOUT_FD,STDERR_FD" of the parent's
 PEER_LOST = 4  # = jaxfund.distributed.PEER_LOST (not imported: it would import JAX here)
 _FATAL = re.compile(rb"Terminating process because the JAX distributed service detected fatal")
 _STATUS = re.compile(rb"absl::Status: ([^\n]*)")
@@ -39,13 +40,14 @@ def supervised() -> bool:
     return _child or ENV in os.environ
 
 
-def use_parent_stderr() -> None:
-    """In the child: Python's ``sys.stderr`` writes to the parent's stderr (file descriptor 2
-    stays the pipe the parent reads the runtime's logs from)."""
+def use_parent_output() -> None:
+    """In the child: Python's ``sys.stdout`` and ``sys.stderr`` write to the parent's (file
+    descriptors 1 and 2 stay the pipes the parent reads the runtime's output from)."""
     global _child
     _child = True
-    sys.stderr = open(int(os.environ.pop(ENV)), "w", buffering=1, encoding="utf-8",
-                      errors="backslashreplace")
+    stdout, stderr = (int(fd) for fd in os.environ.pop(ENV).split(","))
+    sys.stdout = open(stdout, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+    sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
 
 
 def _die_with_parent() -> None:
@@ -66,23 +68,41 @@ def _reason(log: bytes) -> str:
     return text.split(". ", 1)[0].rstrip(".")[:200]
 
 
+def _drain(pipe: int, into: list[bytes]) -> threading.Thread:
+    """A thread reading the pipe ``pipe`` to its end into ``into``."""
+
+    def read() -> None:
+        with os.fdopen(pipe, "rb") as f:
+            into.append(f.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
 def run(argv: Sequence[str]) -> int:
     """Runs ``python -m jaxfund *argv`` as a watched child; returns its exit status."""
-    stderr = os.dup(2)
-    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    parent = (os.dup(1), os.dup(2))
+    (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
     try:
         child = subprocess.Popen([sys.executable, "-m", "jaxfund", *argv],
-                                 env={**os.environ, ENV: str(stderr)}, stderr=write_end,
-                                 pass_fds=(stderr,), preexec_fn=_die_with_parent)
+                                 env={**os.environ, ENV: f"{parent[0]},{parent[1]}"},
+                                 stdout=out_write, stderr=err_write, pass_fds=parent,
+                                 preexec_fn=_die_with_parent)
     finally:
-        os.close(write_end)
-        os.close(stderr)
+        for fd in (out_write, err_write, *parent):
+            os.close(fd)
     previous = {sig: signal.signal(sig, lambda sig, _: child.send_signal(sig))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    runtime_output: list[bytes] = []  # gloo's connection lines: dropped
+    logs: list[bytes] = []
     try:
-        with os.fdopen(read_end, "rb") as pipe:
-            log = pipe.read()  # the C++ runtime's lines, until the child exits
+        readers = [_drain(out_read, runtime_output), _drain(err_read, logs)]
         status = child.wait()
+        for reader in readers:  # the pipes end when the child does
+            reader.join()
+        log = b"".join(logs)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
