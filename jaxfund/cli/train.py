@@ -333,7 +333,7 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, 
     from rich.table import Table
 
     from jaxfund import checkpoint as ckpt
-    from jaxfund import tasks, train
+    from jaxfund import distributed, tasks, train
 
     metric = f"test_{tasks.metric(ds.task)}"
     device, _ = _common.device()
@@ -424,7 +424,11 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, 
         "compile_seconds": result.compile_seconds, "train_seconds": seconds, "steps": steps,
         "steps_per_second": steps / seconds if seconds else 0.0,
         "device": device, "num_devices": num_devices, "num_processes": jax.process_count(),
-        "shard_state": args.shard_state, "jax_version": jax.__version__,
+        "shard_state": args.shard_state,
+        # params + optimizer state on the busiest device (of process 0): ~1/N with --shard-state
+        "state_bytes_per_device": max(distributed.bytes_per_device(
+            (result.state.params, result.state.opt_state)).values()),
+        "jax_version": jax.__version__,
     }
     _common.write_json(os.path.join(out, "metrics.json"), metrics)
     from jaxfund.cli import plots  # matplotlib: a run killed while training never needs it
@@ -452,6 +456,8 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, 
         ("compile s", f"{result.compile_seconds:.2f}"),
         ("train s", f"{seconds:.2f}"),
         ("steps/s", f"{metrics['steps_per_second']:,.0f}"),
+        ("state bytes/device", f"{metrics['state_bytes_per_device']:,}"
+                               + (" (sharded)" if args.shard_state else "")),
         ("device", f"{device} × {num_devices}" + (f" in {jax.process_count()} processes"
                                                   if jax.process_count() > 1 else "")),
         ("outputs", f"{out}/metrics.json, log.jsonl, curves.png, checkpoints"),
