@@ -15,7 +15,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("activations", "losses", "optimizers", "schedules", "averaging", "tasks", "models",
-               "train", "checkpoint", "data", "experiments")
+               "train", "distributed", "checkpoint", "data", "experiments")
 
 __all__ = ["__version__", *_SUBMODULES]
 
