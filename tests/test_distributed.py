@@ -265,3 +265,38 @@ def test_a_user_error_of_process_0_stops_the_others_with_its_message(tmp_path):
     told = [line for line in other.stderr.splitlines() if line.startswith("jaxfund: error:")]
     assert len(told) == 1 and "process 0 of 2 stopped" in told[0] \
         and "already holds a run" in told[0], other.stderr[-2000:]
+
+
+def slurm_env(port: int, i: int) -> dict:
+    """What ``srun --ntasks=2`` on this one node would set for task ``i``: JAX derives the
+    coordinator's port from the job id (61440 + id mod 4096)."""
+    return {"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "127.0.0.1",
+            "SLURM_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2", "SLURM_PROCID": str(i),
+            "SLURM_LOCALID": str(i), "SLURM_STEP_NUM_NODES": "1"}
+
+
+def free_slurm_port() -> int:
+    for port in np.random.default_rng().permutation(np.arange(61440, 65536)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", int(port)))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no free port in 61440..65535")
+
+
+@pytest.mark.slow
+def test_in_a_detected_cluster_the_command_needs_no_flags(tmp_path):
+    """Under SLURM's environment (simulated: 2 tasks on this node), `jaxfund train` joins the
+    cluster by itself."""
+    port = free_slurm_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **two_device_env()}
+    procs = [subprocess.Popen([*TRAIN, "--epochs", "1", "--out", str(tmp_path / "run")],
+                              env={**env, **slurm_env(port, i)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][1][-2000:]
+    assert "cpu:cpu × 4 in 2 processes" in outputs[0][0] and outputs[1][0] == ""
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["num_processes"], metrics["num_devices"]) == (2, 4)
