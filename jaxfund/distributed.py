@@ -14,7 +14,8 @@ not depend on the number of processes.
   if a process dies (kill -9, a crash, a lost host) the others stop within ``peer_timeout``
   seconds with one line on stderr, instead of waiting forever inside a collective.
 - :func:`fail`: tells the other processes that this one stops on an error (they exit with one
-  line naming it) and exits.
+  line naming it) and exits. :func:`peer_lost`: stops this process with one line when a
+  collective failed because another process died.
 - :func:`state_shardings`: ZeRO/FSDP-style placement of params and optimizer state: every leaf
   sharded over the mesh's ``"data"`` axis on its largest divisible dimension, small leaves
   replicated; XLA inserts the all-gathers.
@@ -44,6 +45,7 @@ __all__ = [
     "initialize",
     "cluster_detected",
     "fail",
+    "peer_lost",
     "PEER_LOST",
     "local_rows",
     "state_shardings",
@@ -93,6 +95,7 @@ class _Watchdog:
         self.client, self.me, self.n, self.timeout = client, process_id, num_processes, timeout
         self.beats = 0
         self.stopped = threading.Event()
+        self.exiting = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="jaxfund-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -155,9 +158,15 @@ class _Watchdog:
                     self._exit(f"process {peer} of {self.n} stopped responding (no heartbeat "
                                f"for {now - since:.0f} s): it died or its host is unreachable")
 
-    def _exit(self, reason: str) -> None:
-        if self.stopped.is_set():
+    def _exit(self, reason: str, *, unless_stopped: bool = True) -> None:
+        """Stops the process with one line naming ``reason`` (the first thread to call it; a
+        second one waits for the exit). From the watchdog (``unless_stopped``): not once this
+        process has stopped beating (it is ending normally or reporting its own failure)."""
+        if unless_stopped and self.stopped.is_set():
             return
+        if not self.exiting.acquire(blocking=False):
+            while True:
+                time.sleep(1)
         self.stop(f"failed {reason}")  # also tells a process waiting in fail() that we stop
         sys.stderr.write(f"jaxfund: error: {reason}; stopping process {self.me} too (the last "
                          f"complete checkpoint is kept)\n")
@@ -249,6 +258,19 @@ def fail(message: str, status: int = 1) -> None:
     sys.stderr.flush()
     _watchdog.wait_for_peers(_ACKNOWLEDGE_SECONDS)
     os._exit(status)
+
+
+def peer_lost(error: BaseException) -> None:
+    """In a run of several processes: stops this process at once with one line and status
+    :data:`PEER_LOST`, for ``error`` raised by a collective whose peer died (gloo reports a
+    reset connection where the watchdog would have waited for the heartbeat timeout). In a
+    single-process run: does nothing."""
+    if _watchdog is None or _watchdog.n == 1:
+        return
+    text = " ".join(str(error).split())
+    _watchdog._exit(f"a collective operation with the other processes failed "
+                    f"({text[:160]}): another process died or is unreachable",
+                    unless_stopped=False)
 
 
 def _excepthook(hook: Any) -> Any:

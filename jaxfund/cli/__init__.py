@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from jaxfund.cli import _common, _supervisor, bench, compare, figures, train
 
 __all__ = ["main", "build_parser"]
+
+# What a collective reports when another process of the run died (gloo, NCCL, the coordinator).
+_PEER_ERROR = re.compile(r"Gloo|NCCL|[Cc]onnection (reset|refused|closed)|UNAVAILABLE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,3 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed is not None:  # the other processes of a multi-process run stop too
             distributed.fail(str(err), 2)
         return 2
+    except Exception as err:
+        distributed = sys.modules.get("jaxfund.distributed")
+        if (distributed is not None and type(err).__name__ == "JaxRuntimeError"
+                and _PEER_ERROR.search(str(err))):
+            distributed.peer_lost(err)  # a collective failed: another process died
+        raise

@@ -18,6 +18,7 @@ with a fatal log line and a stack trace on file descriptor 2, and no Python code
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -42,9 +43,14 @@ def supervised() -> bool:
 
 def use_parent_output() -> None:
     """In the child: Python's ``sys.stdout`` and ``sys.stderr`` write to the parent's (file
-    descriptors 1 and 2 stay the pipes the parent reads the runtime's output from)."""
+    descriptors 1 and 2 stay the pipes the parent reads the runtime's output from), while the
+    libraries' Python log records (Orbax's, JAX's) go where the C++ runtime logs: a process
+    whose coordinator died may log tracebacks from background threads before the runtime aborts
+    it."""
     global _child
     _child = True
+    logging.basicConfig(stream=open(2, "w", buffering=1, closefd=False, encoding="utf-8",
+                                    errors="backslashreplace"))
     stdout, stderr = (int(fd) for fd in os.environ.pop(ENV).split(","))
     sys.stdout = open(stdout, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors)
     sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8", errors="backslashreplace")

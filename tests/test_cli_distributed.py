@@ -1,0 +1,136 @@
+"""`jaxfund train` as several processes on one machine (gloo collectives between CPU processes):
+one run reported by process 0, a dead process stopping the others with one line, a user error of
+process 0 reaching the others, a cluster detected from SLURM's environment."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxfund import distributed
+from test_distributed import free_port, launch
+
+TRAIN = [sys.executable, "-m", "jaxfund", "train", "--dataset", "digits", "--hidden", "32",
+         "--no-compile-cache"]
+
+
+def cluster_argv(out, *options: str):
+    return lambda port, i: [*TRAIN, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                            "--process-id", str(i), "--out", str(out), *options]
+
+
+def two_device_env() -> dict:
+    return {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run_that_process_0_reports(tmp_path):
+    lead, other = launch(cluster_argv(tmp_path / "run", "--epochs", "3", "--shard-state"), 2,
+                         env=two_device_env())
+    assert lead.returncode == other.returncode == 0, (lead.stderr[-2000:], other.stderr[-2000:])
+    assert "cpu:cpu × 4 in 2 processes" in lead.stdout
+    assert other.stdout == "" and "jaxfund" not in other.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["num_processes"], metrics["num_devices"], metrics["shard_state"]) == (2, 4, True)
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2, 3]
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoints", "curves.png", "log.jsonl",
+                                                    "metrics.json"]
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1", "2", "3"]
+
+
+def _digits_state():
+    from jaxfund import models, optimizers, train
+
+    tx = optimizers.adam(lr=1e-3)
+    return train.TrainState.create(models.MLP(64, (32,), 10).init(jax.random.key(0)), tx)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", [0, 1])
+def test_when_a_process_dies_the_other_stops_with_one_line_and_the_checkpoint_is_intact(
+        tmp_path, victim):
+    import time
+
+    from jaxfund import checkpoint
+
+    out = tmp_path / "run"
+    port = free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **two_device_env()}
+    argv = cluster_argv(out, "--epochs", "1000", "--peer-timeout", "3")
+    procs = [subprocess.Popen(argv(port, i), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    procs[victim].kill()
+    procs[victim].wait()
+    killed_at = time.monotonic()
+    survivor = procs[1 - victim]
+    _, err = survivor.communicate(timeout=60)
+    seconds = time.monotonic() - killed_at
+    lines = [line for line in err.splitlines() if line.startswith("jaxfund: error:")]
+    assert survivor.returncode == distributed.PEER_LOST, err[-3000:]
+    assert len(lines) == 1 and err.rstrip().endswith(lines[0]), err[-3000:]
+    assert "Traceback" not in err and "Check failure" not in err
+    assert seconds < 3 + 10, seconds  # the peer timeout, plus a heartbeat and the exit
+    print(f"victim {victim}: the survivor stopped after {seconds:.1f} s: {lines[0]}")
+    checkpoints = checkpoint.Checkpoints(out / "checkpoints")
+    state, extra = checkpoints.restore(_digits_state())
+    assert extra["epoch"] == checkpoints.latest_step() >= 1
+    assert int(state.step) == 22 * extra["epoch"]  # 1437 training examples // 64 per step
+
+
+@pytest.mark.slow
+def test_a_user_error_of_process_0_stops_the_others_with_its_message(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")  # a run is there: refused
+    lead, other = launch(cluster_argv(tmp_path / "run", "--epochs", "1"), 2,
+                         env=two_device_env())
+    assert lead.returncode == 2 and other.returncode == distributed.PEER_LOST
+    refusal = [line for line in lead.stderr.splitlines() if line.startswith("jaxfund: error:")]
+    assert len(refusal) == 1 and "already holds a run" in refusal[0]
+    told = [line for line in other.stderr.splitlines() if line.startswith("jaxfund: error:")]
+    assert len(told) == 1 and "process 0 of 2 stopped" in told[0] \
+        and "already holds a run" in told[0], other.stderr[-2000:]
+
+
+def slurm_env(port: int, i: int) -> dict:
+    """What ``srun --ntasks=2`` on this one node would set for task ``i``: JAX derives the
+    coordinator's port from the job id (61440 + id mod 4096)."""
+    return {"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "127.0.0.1",
+            "SLURM_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2", "SLURM_PROCID": str(i),
+            "SLURM_LOCALID": str(i), "SLURM_STEP_NUM_NODES": "1"}
+
+
+def free_slurm_port() -> int:
+    for port in np.random.default_rng().permutation(np.arange(61440, 65536)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", int(port)))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no free port in 61440..65535")
+
+
+@pytest.mark.slow
+def test_in_a_detected_cluster_the_command_needs_no_flags(tmp_path):
+    """Under SLURM's environment (simulated: 2 tasks on this node), `jaxfund train` joins the
+    cluster by itself."""
+    port = free_slurm_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **two_device_env()}
+    procs = [subprocess.Popen([*TRAIN, "--epochs", "1", "--out", str(tmp_path / "run")],
+                              env={**env, **slurm_env(port, i)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][1][-2000:]
+    assert "cpu:cpu × 4 in 2 processes" in outputs[0][0] and outputs[1][0] == ""
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["num_processes"], metrics["num_devices"]) == (2, 4)
