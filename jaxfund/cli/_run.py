@@ -19,6 +19,7 @@ Every user error is a :class:`jaxfund.cli._common.UsageError` (one line, exit st
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import numbers
@@ -28,6 +29,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from jaxfund.cli import _common
@@ -234,8 +236,9 @@ class RunDir:
        kill -9: its pid no longer runs on this host, is a zombie, or was reused by a newer
        process) is taken over. A lock written on another host counts as live.
     4. Temporary files of an interrupted write (:data:`TEMP_FILES`) are removed.
-    5. With ``resume``: ``DIR/checkpoints`` (or an older run's ``DIR/checkpoint``) must exist. Otherwise a directory holding any of
-       :data:`RUN_FILES` is refused unless ``overwrite``, which removes those (and only those).
+    5. With ``resume``: ``DIR/checkpoints`` (or an older run's ``DIR/checkpoint``) must exist.
+       Otherwise a directory holding any of :data:`RUN_FILES` is refused unless ``overwrite``,
+       which removes those (and only those).
 
     On exit (also on an exception) the lock is removed.
 
@@ -366,17 +369,32 @@ def _metadata_problem(extra: Any) -> str | None:
     return None
 
 
-def open_checkpoints(run: RunDir | str | os.PathLike, keep: int) -> Any:
+@contextlib.contextmanager
+def open_checkpoints(run: RunDir | str | os.PathLike, keep: int) -> Iterator[Any]:
     """:class:`jaxfund.checkpoint.Checkpoints` of ``RUN/checkpoints`` keeping the last ``keep``,
-    saving asynchronously (a context manager that waits for the last save when it closes)."""
+    saving asynchronously (a context manager that waits for the last save when it closes). If
+    the block fails (e.g. a refused ``--resume``), the directory is removed again if it was
+    created here and is still empty, so the run leaves ``--out`` as it was."""
     from jaxfund import checkpoint as ckpt
 
     directory = os.path.join(os.fspath(run), CHECKPOINTS)
+    created = not os.path.lexists(directory)
     try:
-        return ckpt.Checkpoints(directory, keep=keep)
+        checkpoints = ckpt.Checkpoints(directory, keep=keep)
     except OSError as err:
         raise UsageError(f"--out: cannot write checkpoints to {directory!r}: "
                          f"{err.strerror or err}") from None
+    except ValueError as err:  # a file where the directory should be
+        option = "--resume" if getattr(run, "resume", False) else "--out"
+        raise UsageError(f"{option}: {_one_line(err)}") from None
+    try:
+        with checkpoints:
+            yield checkpoints
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)  # only while empty: never a committed checkpoint
+        raise
 
 
 def read_checkpoint(checkpoints: Any, legacy: str | os.PathLike, like: Any, config: dict,
@@ -412,12 +430,13 @@ def read_checkpoint(checkpoints: Any, legacy: str | os.PathLike, like: Any, conf
     from jaxfund import checkpoint as ckpt
 
     legacy = os.fspath(legacy)
-    if checkpoints.latest_step() is None and os.path.lexists(legacy):
-        path, read = legacy, (lambda: ckpt.restore(legacy, like))
-    else:
-        path, read = checkpoints.directory, (lambda: checkpoints.restore(like))
+    path = checkpoints.directory
     try:
-        state, extra = read()
+        if checkpoints.latest_step() is None and os.path.lexists(legacy):
+            path = legacy
+            state, extra = ckpt.restore(legacy, like)
+        else:
+            state, extra = checkpoints.restore(like)
     except FileNotFoundError:
         raise UsageError(f"--resume: no checkpoint in {path!r}; "
                          "train without --resume first") from None
