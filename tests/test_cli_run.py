@@ -29,6 +29,8 @@ import pytest
 from jaxfund import checkpoint
 from jaxfund.cli import _common, _run
 from jaxfund.cli._common import UsageError
+from test_checkpoint import TMP  # the suffix of a save orbax has not committed
+from test_checkpoint import _write_file as write_file  # a file of the previous format
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,7 +168,8 @@ def test_rundir_creates_the_directory_and_holds_the_lock_while_entered(tmp_path)
         record = lock_record(out)
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
         assert os.path.join(run, "metrics.json") == str(out / "metrics.json")  # path-like
-        assert f"{run}" == str(out) and run.checkpoint == str(out / "checkpoint")
+        assert f"{run}" == str(out) and run.checkpoints == str(out / "checkpoints")
+        assert run.checkpoint == str(out / "checkpoint")  # an older run's file
         assert run.log == str(out / "log.jsonl") and run.tensorboard == str(out / "tensorboard")
     assert out.is_dir() and not (out / _run.LOCK).exists()
 
@@ -194,7 +197,7 @@ def test_resume_into_a_missing_directory_does_not_create_it(tmp_path):
 
 
 @pytest.mark.parametrize("setup, resume, overwrite, words", [
-    ("empty", True, False, ["--resume", "no checkpoint at"]),
+    ("empty", True, False, ["--resume", "no checkpoint in", "checkpoints"]),
     ("checkpoint", True, True, ["--resume and --overwrite"]),
     ("a file", False, False, ["--out", "cannot write to"]),
     ("under a file", False, False, ["--out", "cannot write to", "a_file"]),
@@ -257,13 +260,18 @@ def test_resume_keeps_the_run_files(tmp_path):
 @pytest.mark.parametrize("name, removed", [
     (".checkpoint.k3j4l5.tmp", True),  # checkpoint.save's temporary file
     (".best.abc.tmp", True),  # checkpoint.export to OUT/best
+    (".best.abc.tmp/", True),  # checkpoint.export's temporary checkpoint, a directory
     (".log.jsonl.x1y2.tmp", True),  # JsonlLog's rewrite
     (".notes.tmp", False),
     ("checkpoint.tmp", False),
     (".checkpoint.tmp.keep", False),
 ])
 def test_temporary_files_of_a_killed_run_are_removed_on_entry(tmp_path, name, removed):
-    (tmp_path / name).write_bytes(b"partial")
+    if name.endswith("/"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "meta").write_bytes(b"partial")
+    else:
+        (tmp_path / name).write_bytes(b"partial")
     make_run_file(tmp_path, "checkpoint")
     with _run.RunDir(tmp_path, resume=True, overwrite=False):
         assert (tmp_path / name).exists() is not removed
@@ -398,9 +406,54 @@ HISTORY = [{"epoch": 1, "train_loss": 0.5, "skipped": 0},
 GOOD = {"epoch": 2, "seed": 0, "config": CONFIG, "history": HISTORY}
 
 
-def test_read_checkpoint_returns_state_epoch_and_history(tmp_path):
-    checkpoint.save(tmp_path / "checkpoint", STATE, GOOD)
-    state, epoch, history = _run.read_checkpoint(tmp_path / "checkpoint", LIKE, CONFIG, 5)
+def save_steps(out: Path, *steps: tuple[int, dict, object]) -> None:
+    """Saves each ``(step, state, extra)`` in OUT/checkpoints, as `jaxfund train` does (all
+    committed when this returns)."""
+    with checkpoint.Checkpoints(out / _run.CHECKPOINTS) as checkpoints:
+        for step, state, extra in steps:
+            checkpoints.save(step, state, extra)
+
+
+def save_step(out: Path, state=STATE, extra=GOOD) -> None:
+    save_steps(out, (2, state, extra))
+
+
+def read(out: Path, config: dict = CONFIG, epochs: int = 5):
+    """The checkpoint of OUT as `jaxfund train --resume --out OUT` reads it."""
+    with _run.RunDir(out, resume=True, overwrite=False) as run:
+        with _run.open_checkpoints(run, keep=3) as checkpoints:
+            return _run.read_checkpoint(checkpoints, run.checkpoint, LIKE, config, epochs)
+
+
+def snapshot(directory: Path) -> dict:
+    """Every file under ``directory`` (names and bytes): what a refused run must not touch."""
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else None
+            for p in sorted(directory.rglob("*"))}
+
+
+def an_older_step_then(out: Path) -> None:
+    save_steps(out, (1, {"step": jnp.array(1, jnp.int32), "w": jnp.ones((2, 3))},
+                     {**GOOD, "epoch": 1, "history": HISTORY[:1]}), (2, STATE, GOOD))
+
+
+# (id, how to make OUT) for a checkpoint of STATE and GOOD
+READABLE = [
+    ("a step of OUT/checkpoints", save_step),
+    ("the latest of several steps", an_older_step_then),
+    ("an older run's file OUT/checkpoint",
+     lambda out: write_file(out / "checkpoint", STATE, GOOD)),
+    ("OUT/checkpoints before an older run's file",
+     lambda out: (save_step(out), (out / "checkpoint").write_bytes(b"not read"))),
+    ("an older run's file beside a save that never committed",
+     lambda out: (write_file(out / "checkpoint", STATE, GOOD),
+                  (out / "checkpoints" / f"3{TMP}").mkdir(parents=True))),
+]
+
+
+@pytest.mark.parametrize("make", [row[1] for row in READABLE], ids=[row[0] for row in READABLE])
+def test_read_checkpoint_returns_state_epoch_and_history(tmp_path, make):
+    make(tmp_path)
+    state, epoch, history = read(tmp_path)
     assert epoch == 2 and int(state["step"]) == 7
     np.testing.assert_array_equal(state["w"], STATE["w"])
     assert history[0] == HISTORY[0] and type(history[1]["skipped"]) is int
@@ -452,16 +505,17 @@ BAD_METADATA = [
 
 @pytest.mark.parametrize("extra, words", [row[1:] for row in BAD_METADATA],
                          ids=[row[0] for row in BAD_METADATA])
-def test_a_checksum_valid_checkpoint_with_bad_metadata_is_one_line(tmp_path, extra, words):
-    path = tmp_path / "checkpoint"
-    checkpoint.save(path, STATE, extra)
+def test_a_fingerprint_valid_checkpoint_with_bad_metadata_is_one_line(tmp_path, extra, words):
+    save_step(tmp_path, STATE, extra)
     with pytest.raises(UsageError) as excinfo:
-        _run.read_checkpoint(path, LIKE, CONFIG, 5)
-    one_line_error(excinfo, f"--resume: checkpoint {path} is malformed", *words)
+        read(tmp_path)
+    one_line_error(excinfo, f"--resume: checkpoint {tmp_path / 'checkpoints'} is malformed",
+                   *words)
 
 
 def payload_file(path: Path, *, header=None, extra=None, leaves=None, content=None) -> None:
-    """A checkpoint with a valid checksum of a hand-made payload (see jaxfund.checkpoint)."""
+    """A file of the previous format with a valid checksum of a hand-made payload (see
+    jaxfund.checkpoint)."""
     if content is None:
         header = header if header is not None else {
             "format": "jaxfund-checkpoint", "format_version": 1, "paths": ["['step']", "['w']"],
@@ -476,7 +530,7 @@ def payload_file(path: Path, *, header=None, extra=None, leaves=None, content=No
 
 
 def write_valid(path: Path) -> None:
-    checkpoint.save(path, STATE, GOOD)
+    write_file(path, STATE, GOOD)
 
 
 def truncate(path: Path) -> None:
@@ -491,66 +545,180 @@ def flip_a_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-# (id, how to make OUT/checkpoint, words the one-line message must contain)
-BAD_FILES = [
-    ("missing", lambda p: None, ["no checkpoint at", "train without --resume first"]),
-    ("a directory", lambda p: p.mkdir(), ["is a directory, not a checkpoint file"]),
-    ("empty", lambda p: p.write_bytes(b""), ["not a jaxfund checkpoint"]),
-    ("not a checkpoint", lambda p: p.write_text("hello"), ["not a jaxfund checkpoint"]),
-    ("truncated", truncate, ["corrupt or truncated"]),
-    ("a byte flipped", flip_a_byte, ["corrupt or truncated"]),
-    ("another structure", lambda p: checkpoint.save(p, {"w": STATE["w"]}, GOOD),
+def older(make):
+    """``make`` applied to OUT/checkpoint, the file of an older run (OUT/checkpoints absent)."""
+    return lambda out: make(out / "checkpoint")
+
+
+def spoiled(spoil):
+    """OUT/checkpoints with steps 1 and 2 (the latest: STATE, GOOD), then ``spoil(step 2's
+    directory)``: the latest step is refused, never replaced by the older one."""
+    def make(out):
+        an_older_step_then(out)
+        spoil(out / "checkpoints" / "2")
+    return make
+
+
+def data_files(step_dir: Path) -> list[Path]:
+    files = [p for p in step_dir.glob("state/**/d/*") if p.is_file()]
+    assert files, f"orbax wrote no data files in {step_dir}"
+    return files
+
+
+def cut_data_files(step_dir: Path) -> None:
+    for file in data_files(step_dir):
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+def change_meta(change):
+    def spoil(step_dir: Path) -> None:
+        file = step_dir / "meta" / "metadata"
+        file.write_text(json.dumps(change(json.loads(file.read_text()))))
+    return spoil
+
+
+def bump_fingerprint(meta: dict) -> dict:
+    fingerprints = list(meta["fingerprints"])
+    fingerprints[meta["paths"].index("['w']")] ^= 1
+    return {**meta, "fingerprints": fingerprints}
+
+
+def uncommitted(out: Path) -> None:
+    """OUT/checkpoints as a kill during the first save leaves it: no committed step."""
+    save_step(out)
+    (out / "checkpoints" / "2").rename(out / "checkpoints" / f"2{TMP}")
+
+
+# (id, how to make OUT, words the one-line message must contain); {out} is OUT
+BAD_CHECKPOINTS = [
+    ("missing", lambda out: None,
+     ["no checkpoint in '{out}/checkpoints'", "train without --resume first"]),
+    ("an empty directory", lambda out: (out / "checkpoints").mkdir(),
+     ["no checkpoint in '{out}/checkpoints'", "train without --resume first"]),
+    ("only a save that never committed", uncommitted,
+     ["no checkpoint in '{out}/checkpoints'", "train without --resume first"]),
+    ("a file, not a directory", lambda out: (out / "checkpoints").write_text("x"),
+     ["{out}/checkpoints", "is a file, not a directory"]),
+    ("a step directory empty", lambda out: (out / "checkpoints" / "2").mkdir(parents=True),
+     ["checkpoint {out}/checkpoints/2 is corrupt: its metadata cannot be read"]),
+    ("the latest step's metadata garbage",
+     spoiled(lambda d: (d / "meta" / "metadata").write_text("{garbage")),
+     ["checkpoint {out}/checkpoints/2 is corrupt: its metadata cannot be read"]),
+    ("the latest step's metadata deleted", spoiled(lambda d: (d / "meta" / "metadata").unlink()),
+     ["checkpoint {out}/checkpoints/2 is corrupt: its metadata cannot be read"]),
+    ("the latest step's data truncated", spoiled(cut_data_files),
+     ["checkpoint {out}/checkpoints/2 is corrupt: its arrays cannot be read"]),
+    ("the latest step's data deleted", spoiled(lambda d: [f.unlink() for f in data_files(d)]),
+     ["checkpoint {out}/checkpoints/2 is corrupt: its arrays cannot be read"]),
+    ("the latest step's fingerprint changed", spoiled(change_meta(bump_fingerprint)),
+     ["checkpoint {out}/checkpoints/2 is corrupt: leaf ['w'] has fingerprint"]),
+    ("the latest step of a future version",
+     spoiled(change_meta(lambda meta: {**meta, "format_version": 3})),
+     ["checkpoint {out}/checkpoints/2 has format version 3"]),
+    ("the latest step of another format", spoiled(change_meta(lambda meta: {"a": 1})),
+     ["checkpoint {out}/checkpoints/2 is malformed"]),
+    ("another structure", lambda out: save_step(out, {"w": STATE["w"]}),
      ["does not match the structure"]),
-    ("another shape", lambda p: checkpoint.save(
-        p, {"step": STATE["step"], "w": jnp.zeros((3, 2))}, GOOD), ["shape (3, 2)"]),
-    ("another dtype", lambda p: checkpoint.save(
-        p, {"step": STATE["step"], "w": jnp.zeros((2, 3), jnp.int32)}, GOOD), ["dtype int32"]),
-    ("a leaf a string", lambda p: payload_file(p, leaves={"0": "abc", "1": np.zeros((2, 3))}),
+    ("another shape", lambda out: save_step(out, {"step": STATE["step"], "w": jnp.zeros((3, 2))}),
+     ["shape (3, 2)"]),
+    ("another dtype", lambda out: save_step(
+        out, {"step": STATE["step"], "w": jnp.zeros((2, 3), jnp.int32)}), ["dtype int32"]),
+    # an older run's single file OUT/checkpoint (read where OUT/checkpoints holds no step)
+    ("older: a directory", older(lambda p: p.mkdir()), ["no checkpoint in '{out}/checkpoint'"]),
+    ("older: empty", older(lambda p: p.write_bytes(b"")), ["not a jaxfund checkpoint"]),
+    ("older: not a checkpoint", older(lambda p: p.write_text("hello")),
+     ["not a jaxfund checkpoint"]),
+    ("older: truncated", older(truncate), ["{out}/checkpoint is corrupt or truncated"]),
+    ("older: a byte flipped", older(flip_a_byte), ["{out}/checkpoint is corrupt or truncated"]),
+    ("older: truncated, beside a save that never committed",
+     lambda out: (uncommitted(out), truncate(out / "checkpoint")),
+     ["{out}/checkpoint is corrupt or truncated"]),
+    ("older: another structure", older(lambda p: write_file(p, {"w": STATE["w"]}, GOOD)),
+     ["does not match the structure"]),
+    ("older: another shape", older(lambda p: write_file(
+        p, {"step": STATE["step"], "w": jnp.zeros((3, 2))}, GOOD)), ["shape (3, 2)"]),
+    ("older: another dtype", older(lambda p: write_file(
+        p, {"step": STATE["step"], "w": jnp.zeros((2, 3), jnp.int32)}, GOOD)), ["dtype int32"]),
+    ("older: a leaf a string",
+     older(lambda p: payload_file(p, leaves={"0": "abc", "1": np.zeros((2, 3))})),
      ["leaf 0 (['step']) is a str, not an array"]),
-    ("a leaf an int", lambda p: payload_file(p, leaves={"0": 7, "1": np.zeros((2, 3))}),
+    ("older: a leaf an int",
+     older(lambda p: payload_file(p, leaves={"0": 7, "1": np.zeros((2, 3))})),
      ["leaf 0 (['step']) is a int, not an array"]),
-    ("a leaf missing", lambda p: payload_file(p, leaves={"0": np.array(7, np.int32)}),
+    ("older: a leaf missing",
+     older(lambda p: payload_file(p, leaves={"0": np.array(7, np.int32)})),
      ["leaf 1 (['w']) is missing"]),
-    ("a leaf of an unknown ext type", lambda p: payload_file(
-        p, leaves={"0": msgpack.ExtType(42, b"?"), "1": np.zeros((2, 3))}),
+    ("older: a leaf of an unknown ext type", older(lambda p: payload_file(
+        p, leaves={"0": msgpack.ExtType(42, b"?"), "1": np.zeros((2, 3))})),
      ["leaf 0 (['step']) is of an unknown msgpack extension type 42"]),
-    ("leaves a list", lambda p: payload_file(p, leaves=[np.array(7), np.zeros((2, 3))]),
+    ("older: leaves a list",
+     older(lambda p: payload_file(p, leaves=[np.array(7), np.zeros((2, 3))])),
      ["its leaves are a list"]),
-    ("header a list", lambda p: payload_file(p, header=[1]), ["header is not a JSON object"]),
-    ("header without paths", lambda p: payload_file(p, header={"format_version": 1}),
+    ("older: header a list", older(lambda p: payload_file(p, header=[1])),
+     ["header is not a JSON object"]),
+    ("older: header without paths", older(lambda p: payload_file(p, header={"format_version": 1})),
      ["header has no list 'paths'"]),
-    ("header not JSON", lambda p: payload_file(p, header="{"), ["cannot be decoded"]),
-    ("another format version", lambda p: payload_file(p, header={"format_version": 99}),
+    ("older: header not JSON", older(lambda p: payload_file(p, header="{")),
+     ["cannot be decoded"]),
+    ("older: another format version",
+     older(lambda p: payload_file(p, header={"format_version": 99})),
      ["format version 99"]),
-    ("payload of an unknown ext type", lambda p: payload_file(
-        p, content=msgpack.packb(msgpack.ExtType(42, b"?"))), ["cannot be decoded"]),
-    ("payload not msgpack", lambda p: payload_file(p, content=b"\xc1\xc1\xc1"),
+    ("older: payload of an unknown ext type", older(lambda p: payload_file(
+        p, content=msgpack.packb(msgpack.ExtType(42, b"?")))), ["cannot be decoded"]),
+    ("older: payload not msgpack", older(lambda p: payload_file(p, content=b"\xc1\xc1\xc1")),
      ["cannot be decoded"]),
 ]
 
 
-@pytest.mark.parametrize("make, words", [row[1:] for row in BAD_FILES],
-                         ids=[row[0] for row in BAD_FILES])
-def test_a_bad_checkpoint_file_is_one_line_naming_resume(tmp_path, make, words):
-    path = tmp_path / "checkpoint"
-    make(path)
+@pytest.mark.parametrize("make, words", [row[1:] for row in BAD_CHECKPOINTS],
+                         ids=[row[0] for row in BAD_CHECKPOINTS])
+def test_a_bad_checkpoint_is_one_line_naming_resume_and_changes_nothing(tmp_path, make, words):
+    make(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(UsageError) as excinfo:
-        _run.read_checkpoint(path, LIKE, CONFIG, 5)
-    one_line_error(excinfo, "--resume: ", *words)
+        read(tmp_path)
+    one_line_error(excinfo, "--resume: ", *(w.format(out=tmp_path) for w in words))
+    assert snapshot(tmp_path) == before
 
 
-def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
-    # (chmod 000 does not stop root, so the refusal is simulated where checkpoint opens files)
-    path = tmp_path / "checkpoint"
-    write_valid(path)
+def denied(*args, **kwargs):
+    raise PermissionError(13, "Permission denied", "the file")
 
-    def denied(file, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(checkpoint, "open", denied, raising=False)
+def deny_listing(directory: Path, monkeypatch) -> None:
+    listdir = os.listdir
+
+    def refuse(path="."):
+        if os.fspath(path) == str(directory):
+            denied()
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refuse)
+
+
+# (id, how to make OUT, how to refuse reading it, words); chmod 000 does not stop root, so the
+# refusal is simulated where the checkpoint is read: listing OUT/checkpoints, orbax reading a
+# step, opening an older run's file.
+UNREADABLE = [
+    ("OUT/checkpoints", save_step, lambda out, mp: deny_listing(out / "checkpoints", mp),
+     ["--resume: cannot read '{out}/checkpoints': Permission denied"]),
+    ("a step", save_step,
+     lambda out, mp: mp.setattr(checkpoint.ocp.Checkpointer, "restore", denied),
+     ["--resume: checkpoint {out}/checkpoints/2 is corrupt", "Permission denied"]),
+    ("an older run's file", lambda out: write_valid(out / "checkpoint"),
+     lambda out, mp: mp.setattr(checkpoint, "open", denied, raising=False),
+     ["--resume: checkpoint {out}/checkpoint cannot be read", "Permission denied"]),
+]
+
+
+@pytest.mark.parametrize("make, refuse, words", [row[1:] for row in UNREADABLE],
+                         ids=[row[0] for row in UNREADABLE])
+def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch, make, refuse, words):
+    make(tmp_path)
+    refuse(tmp_path, monkeypatch)
     with pytest.raises(UsageError) as excinfo:
-        _run.read_checkpoint(path, LIKE, CONFIG, 5)
-    one_line_error(excinfo, f"--resume: cannot read {str(path)!r}: Permission denied")
+        read(tmp_path)
+    one_line_error(excinfo, *(w.format(out=tmp_path) for w in words))
 
 
 @pytest.mark.parametrize("config, epochs, words", [
@@ -562,9 +730,9 @@ def test_an_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
     (CONFIG, 1, ["--epochs 1: the checkpoint is already at epoch 2; pass --epochs >= 2"]),
 ])
 def test_another_config_or_too_few_epochs_keep_their_messages(tmp_path, config, epochs, words):
-    write_valid(tmp_path / "checkpoint")
+    save_step(tmp_path)
     with pytest.raises(UsageError) as excinfo:
-        _run.read_checkpoint(tmp_path / "checkpoint", LIKE, config, epochs)
+        read(tmp_path, config, epochs)
     one_line_error(excinfo, *words)
 
 
