@@ -41,8 +41,9 @@ def add_parser(sub: Any) -> None:
              "log.jsonl, curves.png)",
         description="Train an MLP on a bundled dataset or on your own file (--data). Writes "
                     "OUT/metrics.json, OUT/log.jsonl (one JSON line per epoch, written as "
-                    "training goes), OUT/curves.png and OUT/checkpoint (saved after every epoch; "
-                    "--resume continues from it). Exit status 3: the run diverged.")
+                    "training goes), OUT/curves.png and OUT/checkpoints/ (one checkpoint per "
+                    "epoch, the last --keep kept; --resume continues from the latest). Exit "
+                    "status 3: the run diverged.")
     p.add_argument("--dataset", default="digits",
                    help=f"bundled dataset: {', '.join(data.NAMES)} (unless training on a file)")
     p.add_argument("--data", metavar="PATH", default=None,
@@ -108,7 +109,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--peer-timeout", type=_common.positive_float, default=30.0,
                    help="seconds without a heartbeat after which another process counts as "
                         "dead and this one stops (exit status 4)")
-    p.add_argument("--keep", type=_common.positive_int, default=3,
+    p.add_argument("--keep", type=_common.positive_int, default=3, metavar="K",
                    help="keep the last K checkpoints in OUT/checkpoints")
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in OUT/checkpoints (its config "
