@@ -25,6 +25,9 @@ import pytest
 import torch
 
 from jaxfund import activations, checkpoint, cli, data, experiments, models, train
+from test_checkpoint import TMP  # the suffix of a save orbax has not committed
+from test_checkpoint import _write_file as write_file  # a file of the previous format
+from test_cli_run import cut_data_files, save_steps, snapshot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +67,9 @@ HELP = {
               "--lr-schedule": "constant", "--step-size": "10", "--gamma": "0.1",
               "--warmup-epochs": "0", "--clip-norm": "None", "--dtype": "float32",
               "--dropout": "0.0", "--patience": "None", "--overwrite": "False",
-              "--tensorboard": "False", "--html": "False", "--no-compile-cache": "False"},
+              "--tensorboard": "False", "--html": "False", "--no-compile-cache": "False",
+              "--shard-state": "False", "--coordinator": "None", "--num-processes": "None",
+              "--process-id": "None", "--peer-timeout": "30.0", "--keep": "3"},
     "compare": {"--datasets": "classification,digits",
                 "--activations": "identity,sigmoid,tanh,relu,leaky_relu,gelu",
                 "--optimizers": "adam", "--lr": "0.001", "--epochs": "30", "--batch-size": "64",
@@ -82,12 +87,12 @@ HELP = {
 def test_help_documents_every_option_and_default(capsys, command):
     code, out, err = run(capsys, command, "--help")
     assert code == 0 and not err
-    text = " ".join(out.split())  # undo argparse's line wrapping
-    for option, default in HELP[command].items():  # "--data " is not "--dataset "
-        start = text.index(f"{option} ", text.index("options:"))
-        nxt = [text.find(f"{o} ", start + len(option)) for o in HELP[command] if o != option]
-        end = min([i for i in nxt if i > start] + [len(text)])
-        assert f"(default: {default})" in text[start:end], (option, text[start:end])
+    # argparse starts an option's entry with "  --name" and indents the lines that continue it;
+    # each entry on one line (a help text may name another option: the entry is still its own)
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n(?! {3})", out)]
+    for option, default in HELP[command].items():  # "--data" is not "--dataset"
+        (entry,) = [e for e in entries if re.match(rf"(-\w, )?{re.escape(option)}( |,|$)", e)]
+        assert f"(default: {default})" in entry, (option, entry)
     # Every option the parser has is in the table above (so none goes undocumented).
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -155,7 +160,7 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, argv, words):
     assert "Traceback" not in err and not out, (argv, out)
     for word in words:
         assert word in lines[0], (argv, word, lines[0])
-    assert not (tmp_path / "empty" / "checkpoint").exists()
+    assert not (tmp_path / "empty").exists()
 
 
 # ------------------------------------------------------------------------------------ train
@@ -177,7 +182,8 @@ def test_train_defaults_reach_95_percent_on_digits(capsys, tmp_path):
     assert metrics["final_train_loss"] == metrics["history"][-1]["train_loss"]
     assert metrics["num_devices"] == 1 and metrics["steps_per_second"] > 0
     assert_png(tmp_path / "curves.png")
-    assert (tmp_path / "checkpoint").is_file()
+    assert checkpoint.Checkpoints(tmp_path / "checkpoints").steps() == [28, 29, 30]  # --keep 3
+    assert not (tmp_path / "checkpoint").exists()
     assert "test accuracy" in out and "final train loss" in out
 
 
@@ -190,21 +196,27 @@ def test_train_regression_writes_test_mse(capsys, tmp_path):
     assert metrics["test_mse"] > 0
 
 
-def _restore_params(path: Path, hidden: int):
+def _restore_latest(out: Path, hidden: int):
+    """The latest checkpoint in OUT/checkpoints of a digits run of TINY_TRAIN."""
     ds = data.load("digits")
     model = models.MLP(ds.num_features, (hidden,), ds.num_classes)
     from jaxfund import optimizers
 
     like = train.TrainState.create(model.init(jax.random.key(0)), optimizers.adam(lr=1e-3))
-    return checkpoint.restore(path, like)
+    return checkpoint.Checkpoints(out / "checkpoints").restore(like)
 
 
-def test_resume_ends_where_the_uninterrupted_run_does(capsys, tmp_path):
+@pytest.mark.parametrize("older_file", [False, True],
+                         ids=["from OUT/checkpoints", "from an older run's OUT/checkpoint file"])
+def test_resume_ends_where_the_uninterrupted_run_does(capsys, tmp_path, older_file):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run(capsys, "train", "--epochs", "4", *TINY_TRAIN, "--out", straight)[0] == 0
     assert run(capsys, "train", "--epochs", "2", *TINY_TRAIN, "--out", split)[0] == 0
-    _, extra = _restore_params(split / "checkpoint", 16)
+    state, extra = _restore_latest(split, 16)
     assert extra["epoch"] == 2 and extra["seed"] == 0 and extra["config"]["hidden"] == [16]
+    if older_file:  # the run as jaxfund saved it before its checkpoints moved to orbax
+        write_file(split / "checkpoint", state, extra)
+        shutil.rmtree(split / "checkpoints")
     code, out, err = run(capsys, "train", "--epochs", "4", *TINY_TRAIN, "--resume", "--out", split)
     assert code == 0, err
     assert "resumed at 2" in out
@@ -214,9 +226,12 @@ def test_resume_ends_where_the_uninterrupted_run_does(capsys, tmp_path):
     assert without_timings(a["history"]) == without_timings(b["history"])
     for key in ("final_train_loss", "test_accuracy", "test_loss"):
         assert a[key] == b[key], key
-    state_a, extra_a = _restore_params(straight / "checkpoint", 16)
-    state_b, extra_b = _restore_params(split / "checkpoint", 16)
+    state_a, extra_a = _restore_latest(straight, 16)
+    state_b, extra_b = _restore_latest(split, 16)
     assert extra_a["epoch"] == extra_b["epoch"] == 4
+    # the resumed run's checkpoints go on in OUT/checkpoints, the last --keep 3 of them
+    assert checkpoint.Checkpoints(split / "checkpoints").steps() == ([3, 4] if older_file
+                                                                     else [2, 3, 4])
     assert int(state_a.step) == int(state_b.step)
     for leaf_a, leaf_b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
         np.testing.assert_array_equal(np.asarray(leaf_a), np.asarray(leaf_b))
@@ -396,12 +411,6 @@ def test_python_m_reports_user_error_without_traceback(tmp_path):
 IRIS = ["--dataset", "iris", "--hidden", "16", "--batch-size", "16"]
 
 
-def _snapshot(directory: Path) -> dict:
-    """Every file under ``directory`` (names and bytes): what a refused run must not touch."""
-    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else None
-            for p in sorted(directory.rglob("*"))}
-
-
 def _iris_state():
     """The state `jaxfund train` builds for IRIS (adam, constant lr): a template to write
     checkpoints with bad metadata into."""
@@ -412,11 +421,22 @@ def _iris_state():
 
 
 def _bad_checkpoint(extra):
-    return lambda out: checkpoint.save(out / "checkpoint", _iris_state(), extra)
+    return lambda out: save_steps(out, (1, _iris_state(), extra))
+
+
+def _corrupt_latest(out):
+    """OUT/checkpoints with steps 1 and 2, step 2's array data cut short."""
+    save_steps(out, (1, _iris_state(), {}), (2, _iris_state(), {}))
+    cut_data_files(out / "checkpoints" / "2")
+
+
+def _older_file_truncated(out):
+    write_file(out / "checkpoint", _iris_state(), {"epoch": 1, "history": []})
+    (out / "checkpoint").write_bytes((out / "checkpoint").read_bytes()[:-10])
 
 
 def _string_leaf(out):
-    checkpoint.save(out / "checkpoint", _iris_state(), {"epoch": 1, "history": []})
+    write_file(out / "checkpoint", _iris_state(), {"epoch": 1, "history": []})
     path = out / "checkpoint"
     content = path.read_bytes()
     body = flax.serialization.msgpack_restore(content[len(checkpoint._MAGIC) + 32:])
@@ -430,8 +450,9 @@ def _live_lock(out):
                                                     "host": socket.gethostname()}))
 
 
-# (argv, setup of OUT, words of the one-line message). OUT holds a marker file and, for the
-# rows that need one, a previous run; nothing in it may change.
+# (argv, setup of OUT, words of the one-line message; {tmp} is the test's temporary directory).
+# OUT holds a marker file and, for the rows that need one, a previous run; nothing in it may
+# change.
 REAL_WORK_ERRORS = [
     (["--activation", "softmax"], None, ["--activation", "'softmax' is not an element-wise"]),
     (["--seed", "-1"], None, ["--seed", "-1"]),
@@ -462,7 +483,16 @@ REAL_WORK_ERRORS = [
     (["--resume", "--overwrite"], lambda out: (out / "metrics.json").write_text("{}"),
      ["--resume", "--overwrite"]),
     ([], _live_lock, ["--out", "another jaxfund run"]),
-    (["--resume"], lambda out: (out / "checkpoint").mkdir(), ["--resume", "directory"]),
+    (["--keep", "0"], None, ["--keep", "0"]),
+    (["--resume"], None, ["--resume", "no checkpoint in", "out/checkpoints"]),
+    (["--resume"], lambda out: (out / "checkpoints").mkdir(),
+     ["--resume", "no checkpoint in", "out/checkpoints"]),
+    (["--resume"], lambda out: (out / "checkpoints" / f"1{TMP}").mkdir(parents=True),
+     ["--resume", "no checkpoint in", "out/checkpoints"]),
+    (["--resume"], lambda out: (out / "checkpoints").write_text("x"),
+     ["--resume", "out/checkpoints is a file, not a directory"]),
+    (["--resume"], _corrupt_latest,
+     ["--resume", "checkpoint {tmp}/out/checkpoints/2 is corrupt", "arrays cannot be read"]),
     (["--resume"], _bad_checkpoint({"history": []}), ["--resume", "epoch"]),
     (["--resume"], _bad_checkpoint({"epoch": 1}), ["--resume", "history"]),
     (["--resume"], _bad_checkpoint([1, 2]), ["--resume", "list"]),
@@ -473,6 +503,9 @@ REAL_WORK_ERRORS = [
     (["--resume"], _bad_checkpoint({"epoch": 1, "config": {},
                                     "history": [{"epoch": 1, "train_loss": "abc"}]}),
      ["--resume", "abc"]),
+    (["--resume"], lambda out: (out / "checkpoint").mkdir(),
+     ["--resume", "no checkpoint in", "out/checkpoint'"]),
+    (["--resume"], _older_file_truncated, ["--resume", "out/checkpoint is corrupt or truncated"]),
     (["--resume"], _string_leaf, ["--resume", "leaf 0", "not an array"]),
 ]
 
@@ -488,7 +521,7 @@ def test_bad_train_input_is_one_line_and_changes_nothing(capsys, tmp_path, argv,
     (out / "notes.txt").write_text("the user's own file")
     if setup is not None:
         setup(out)
-    before = _snapshot(out)
+    before = snapshot(out)
     code, stdout, err = run(capsys, "train", *IRIS, "--epochs", "2",
                             *(a.format(tmp=tmp_path) for a in argv), "--out", out)
     assert code == 2, (argv, err)
@@ -496,8 +529,8 @@ def test_bad_train_input_is_one_line_and_changes_nothing(capsys, tmp_path, argv,
     assert len(lines) == 1 and lines[0].startswith("jaxfund: error:"), (argv, err)
     assert "Traceback" not in err and not stdout
     for word in words:
-        assert word in lines[0], (argv, word, lines[0])
-    assert _snapshot(out) == before
+        assert word.format(tmp=tmp_path) in lines[0], (argv, word, lines[0])
+    assert snapshot(out) == before
 
 
 def test_resume_into_a_missing_directory_does_not_create_it(capsys, tmp_path):
@@ -638,7 +671,8 @@ def test_a_diverging_run_exits_3_and_keeps_the_last_finite_checkpoint(capsys, tm
     last = err.strip().splitlines()[-1]
     assert last.startswith("jaxfund: error: training diverged at epoch 2")
     assert "Traceback" not in err
-    state, extra = checkpoint.restore(tmp_path / "checkpoint", _iris_state_sgd())
+    assert checkpoint.Checkpoints(tmp_path / "checkpoints").steps() == [1]
+    state, extra = checkpoint.Checkpoints(tmp_path / "checkpoints").restore(_iris_state_sgd())
     assert extra["epoch"] == 1
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -652,12 +686,25 @@ def _iris_state_sgd():
     return train.TrainState.create(models.MLP(4, (16,), 3).init(jax.random.key(0)), tx)
 
 
-# Epochs of a few ms; the 10 killed lives train about 30 of them in all, and no life may reach
-# the end before its kill. Fewer epochs make the uninterrupted run and the final resume
-# shorter (each epoch's checkpoint holds the history so far: 1000 epochs took 13 s, 400 6 s);
-# 600 leaves a life ~3 s of a stalled test process (under a loaded CI machine's xdist workers)
-# before it could finish unkilled.
-KILL_EPOCHS = 600
+@pytest.mark.parametrize("keep, kept", [("1", ["4"]), ("2", ["3", "4"])])
+def test_keep_leaves_the_checkpoints_of_the_last_epochs(capsys, tmp_path, keep, kept):
+    code, _, err = run(capsys, "train", *IRIS, "--epochs", "4", "--keep", keep, "--out", tmp_path)
+    assert code == 0, err
+    assert checkpoint.Checkpoints(tmp_path / "checkpoints").steps() == [int(k) for k in kept]
+    # nothing else: no save left uncommitted, no older step left behind
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()
+                  if not p.name.startswith(".")) == kept
+    _, extra = checkpoint.Checkpoints(tmp_path / "checkpoints").restore(_iris_state())
+    assert extra["epoch"] == 4
+
+
+# Each epoch takes a few ms to train and ~60 ms to save (orbax, asynchronously, but a save
+# waits for the previous one). Each of the 10 killed lives trains until it has committed a
+# checkpoint of its own and is killed up to 0.1 s later: 1 to 3 epochs, ~20 in all, and no life
+# may reach the end before its kill. 60 epochs leave a life ~2.5 s of a stalled test process
+# (under a loaded CI machine's xdist workers) before it could finish unkilled, and keep the
+# uninterrupted run and the final resume short (~4 s of training each).
+KILL_EPOCHS = 60
 KILL_ARGS = ["train", "--dataset", "digits", "--hidden", "32", "--batch-size", "64",
              "--epochs", str(KILL_EPOCHS), "--dropout", "0.1", "--seed", "3"]
 
@@ -669,11 +716,24 @@ def _digits_state():
     return train.TrainState.create(models.MLP(64, (32,), 10).init(jax.random.key(3)), tx)
 
 
+def _latest_step(out: Path) -> int | None:
+    """The latest committed step of OUT/checkpoints, None if none (or no directory yet)."""
+    directory = out / "checkpoints"
+    return checkpoint.Checkpoints(directory).latest_step() if directory.is_dir() else None
+
+
+def _saving(out: Path) -> bool:
+    """Whether a save is in progress in OUT/checkpoints: orbax writes it into a temporary
+    directory and renames that when it commits."""
+    return any((out / "checkpoints").glob(f"*{TMP}*"))
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path):
     """10 `kill -9`s, at random moments of training and (every other one) while a checkpoint is
-    being written, each followed by `--resume`: every checkpoint left behind restores, and the
-    finished run is bitwise the uninterrupted one (params, optimizer state, history)."""
+    being written, each followed by `--resume`: the latest committed checkpoint left behind
+    restores each time, and the finished run is bitwise the uninterrupted one (params,
+    optimizer state, history)."""
     command = [sys.executable, "-m", "jaxfund", *KILL_ARGS]
     env = {**os.environ, "JAX_PLATFORMS": "cpu",  # compile once, not once per life
            "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
@@ -682,33 +742,35 @@ def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_p
     subprocess.run([*command, "--out", straight], env=env, check=True, capture_output=True)
     rng = np.random.default_rng(0)
     kills = mid_write = 0
+    epochs = []  # the latest committed epoch after each kill
     while kills < 10:
-        resume = ["--resume"] if (killed / "checkpoint").exists() else ["--overwrite"]
-        log = killed / "log.jsonl"
-        seen = len(log.read_text().splitlines()) if log.exists() else 0
+        latest = _latest_step(killed)
+        resume = ["--resume"] if latest is not None else ["--overwrite"]
         process = subprocess.Popen([*command, *resume, "--out", killed], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while process.poll() is None and (
-                not log.exists() or len(log.read_text().splitlines()) <= seen):
-            time.sleep(0.005)  # until this life has trained an epoch
+        while process.poll() is None and _latest_step(killed) == latest:
+            time.sleep(0.005)  # until this life has committed a checkpoint
         assert process.poll() is None, "the run finished before it could be killed"
         if kills % 2:  # every other kill: while a checkpoint is being written
             deadline = time.monotonic() + 5
-            while not any(killed.glob(".checkpoint.*.tmp")) and time.monotonic() < deadline:
+            while not _saving(killed) and time.monotonic() < deadline:
                 pass
         else:
-            time.sleep(rng.uniform(0.0, 0.03))
-        mid_write += any(killed.glob(".checkpoint.*.tmp"))
+            time.sleep(rng.uniform(0.0, 0.1))
+        mid_write += _saving(killed)
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
-        _, extra = checkpoint.restore(killed / "checkpoint", _digits_state())
-        assert 1 <= extra["epoch"] < KILL_EPOCHS
+        _, extra = checkpoint.Checkpoints(killed / "checkpoints").restore(_digits_state())
+        assert extra["epoch"] == _latest_step(killed) and 1 <= extra["epoch"] < KILL_EPOCHS
+        unfinished = [int(p.name.split(".")[0]) for p in (killed / "checkpoints").glob(f"*{TMP}*")]
+        assert all(step > extra["epoch"] for step in unfinished), (unfinished, extra)
+        epochs.append(extra["epoch"])
     done = subprocess.run([*command, "--resume", "--out", killed], env=env, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
-    a, extra_a = checkpoint.restore(straight / "checkpoint", _digits_state())
-    b, extra_b = checkpoint.restore(killed / "checkpoint", _digits_state())
+    a, extra_a = checkpoint.Checkpoints(straight / "checkpoints").restore(_digits_state())
+    b, extra_b = checkpoint.Checkpoints(killed / "checkpoints").restore(_digits_state())
     assert extra_a["epoch"] == extra_b["epoch"] == KILL_EPOCHS
     for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(leaf_a), np.asarray(leaf_b))
@@ -718,4 +780,4 @@ def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_p
     lines = [json.loads(line) for line in (killed / "log.jsonl").read_text().splitlines()]
     assert without_timings(lines) == without_timings(history_a)
     assert mid_write >= 3, mid_write  # some kills did land inside a checkpoint write
-    print(f"{kills} kills, {mid_write} with a checkpoint being written")
+    print(f"{kills} kills, {mid_write} with a checkpoint being written, after epochs {epochs}")
