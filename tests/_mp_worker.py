@@ -9,7 +9,8 @@ the params and optimizer state sharded if SHARD is 1, in DTYPE (float64 by defau
 
 With ``SAVE=DIR`` in the environment every epoch's state is saved to the checkpoints ``DIR``
 (all processes together); with ``RESUME=DIR:STEP`` training resumes from step ``STEP`` of ``DIR``
-(restored onto this run's devices and sharding).
+(restored onto this run's devices and sharding); with ``STOP_AT=E`` only process 0's callback asks
+to stop, after epoch E, and ``OUT.epochs<i>.json`` records the epochs process i trained.
 """
 
 import json
@@ -59,12 +60,19 @@ if os.environ.get("SAVE"):
         saving.save(entry["epoch"], state, {"epoch": entry["epoch"]})
 
     callback = save_epoch
+if os.environ.get("STOP_AT"):
+    def stop_on_process_0(entry, state):
+        return process_id == 0 and entry["epoch"] == int(os.environ["STOP_AT"])
+
+    callback = stop_on_process_0
 
 result = train.fit(state, (x_train, ds.y_train), apply_fn=model, tx=tx, epochs=3, batch_size=64,
                    seed=1, eval_data=(x_test, ds.y_test), mesh=mesh, start_epoch=start_epoch,
                    shard_state=shard == "1", callback=callback)
 if os.environ.get("SAVE"):
     saving.close()
+with open(f"{out}.epochs{process_id}.json", "w") as f:
+    json.dump([entry["epoch"] for entry in result.history], f)
 held = distributed.bytes_per_device((result.state.params, result.state.opt_state))
 with open(f"{out}.bytes{process_id}.json", "w") as f:
     json.dump(sorted(held.values()), f)

@@ -105,6 +105,16 @@ def test_a_checkpoint_resumed_on_the_topology_that_saved_it_continues_bitwise(ru
     assert runs["2x2-resumed"]["history"] == runs["2x2"]["history"][-1:]
 
 
+@pytest.mark.slow
+def test_every_process_stops_after_the_epoch_process_0_decides(tmp_path):
+    out = str(tmp_path / "stop")
+    for proc in launch(lambda port, i: [sys.executable, WORKER, str(port), str(i), "2", "2", "0",
+                                        out], 2, env={"STOP_AT": "2"}):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for i in range(2):
+        assert json.loads(open(f"{out}.epochs{i}.json").read()) == [1, 2]
+
+
 # The MLP 64-256-256-10 with Adam: params + mu + nu of each leaf, two int32 counts.
 # Sharded (>= 2**14 elements): the kernels 64x256 and 256x256; replicated: the rest.
 SHARDED_ELEMENTS = 3 * (64 * 256 + 256 * 256)
