@@ -541,6 +541,11 @@ class Checkpoints:
             _STATE: ocp.args.StandardSave({str(i): leaf for i, leaf in enumerate(leaves)}),
             _META: ocp.args.JsonSave(meta)}))
 
+    def saving(self) -> bool:
+        """Whether a save of this process is still being written (``async_save``): a caller that
+        must not wait on the disk may skip a save while this is true."""
+        return self._manager is not None and self._manager.is_saving_in_progress()
+
     def restore(self, like: Any, step: int | None = None) -> tuple[Any, Any]:
         """The state saved as ``step`` (``None``: the latest) and its ``extra``.
 

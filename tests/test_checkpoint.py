@@ -269,6 +269,18 @@ def test_async_save_copies_the_arrays_before_it_returns(tmp_path):
         assert worker.equal(restored, 2) and extra == {"step": 2}
 
 
+def test_saving_is_true_only_while_a_save_is_being_written(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    with checkpoint.Checkpoints(tmp_path, async_save=True) as checkpoints:
+        assert not checkpoints.saving()  # no save yet
+        checkpoints.save(1, worker.filled(1))
+        checkpoints.wait()
+        assert not checkpoints.saving()
+        monkeypatch.setattr(ocp.CheckpointManager, "is_saving_in_progress", lambda self: True)
+        assert checkpoints.saving()  # what orbax reports of its background write
+
+
 def test_restore_a_given_step_and_missing_ones(tmp_path):
     with checkpoint.Checkpoints(tmp_path, keep=None) as checkpoints:
         with pytest.raises(FileNotFoundError) as excinfo:

@@ -182,7 +182,9 @@ def test_train_defaults_reach_95_percent_on_digits(capsys, tmp_path):
     assert metrics["final_train_loss"] == metrics["history"][-1]["train_loss"]
     assert metrics["num_devices"] == 1 and metrics["steps_per_second"] > 0
     assert_png(tmp_path / "curves.png")
-    assert checkpoint.Checkpoints(tmp_path / "checkpoints").steps() == [28, 29, 30]  # --keep 3
+    # the last 3 saved (--keep); an epoch's is skipped while the previous one is being written
+    steps = checkpoint.Checkpoints(tmp_path / "checkpoints").steps()
+    assert 1 <= len(steps) <= 3 and steps[-1] == 30 and steps == sorted(set(steps)), steps
     assert not (tmp_path / "checkpoint").exists()
     assert "test accuracy" in out and "final train loss" in out
 
@@ -686,14 +688,19 @@ def _iris_state_sgd():
     return train.TrainState.create(models.MLP(4, (16,), 3).init(jax.random.key(0)), tx)
 
 
-@pytest.mark.parametrize("keep, kept", [("1", ["4"]), ("2", ["3", "4"])])
-def test_keep_leaves_the_checkpoints_of_the_last_epochs(capsys, tmp_path, keep, kept):
-    code, _, err = run(capsys, "train", *IRIS, "--epochs", "4", "--keep", keep, "--out", tmp_path)
+@pytest.mark.parametrize("keep", [1, 2])
+def test_keep_leaves_the_checkpoints_of_the_last_epochs(capsys, tmp_path, keep):
+    """The first epoch's checkpoint and the last's are always saved (those between are skipped
+    while the previous one is being written), so 4 epochs leave exactly ``keep`` of them, the
+    last epoch's among them."""
+    code, _, err = run(capsys, "train", *IRIS, "--epochs", "4", "--keep", str(keep), "--out",
+                       tmp_path)
     assert code == 0, err
-    assert checkpoint.Checkpoints(tmp_path / "checkpoints").steps() == [int(k) for k in kept]
+    steps = checkpoint.Checkpoints(tmp_path / "checkpoints").steps()
+    assert len(steps) == keep and steps[-1] == 4 and steps == sorted(set(steps)), steps
     # nothing else: no save left uncommitted, no older step left behind
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()
-                  if not p.name.startswith(".")) == kept
+                  if not p.name.startswith(".")) == [str(step) for step in steps]
     _, extra = checkpoint.Checkpoints(tmp_path / "checkpoints").restore(_iris_state())
     assert extra["epoch"] == 4
 

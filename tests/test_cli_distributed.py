@@ -40,7 +40,10 @@ def test_two_processes_train_one_run_that_process_0_reports(tmp_path):
     assert [entry["epoch"] for entry in metrics["history"]] == [1, 2, 3]
     assert sorted(os.listdir(tmp_path / "run")) == ["checkpoints", "curves.png", "log.jsonl",
                                                     "metrics.json"]
-    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1", "2", "3"]
+    # the first and the last epoch's checkpoints are always saved, the second's unless the
+    # first was still being written
+    saved = set(os.listdir(tmp_path / "run" / "checkpoints"))
+    assert {"1", "3"} <= saved <= {"1", "2", "3"}, saved
 
 
 def _digits_state():

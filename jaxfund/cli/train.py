@@ -3,7 +3,7 @@ bar, a checkpoint per epoch, ``--resume``, metrics.json, a JSON-lines log, curve
 curves.html, TensorBoard events). Training itself is :func:`jaxfund.train.fit`.
 
 Exit status: 0 done, 2 a user error (one line on stderr, nothing in ``--out`` changed), 3 the run
-diverged (one line; the last finite epoch's checkpoint is kept)."""
+diverged (one line; the checkpoints of the finite epochs are kept)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,10 @@ def add_parser(sub: Any) -> None:
              "log.jsonl, curves.png)",
         description="Train an MLP on a bundled dataset or on your own file (--data). Writes "
                     "OUT/metrics.json, OUT/log.jsonl (one JSON line per epoch, written as "
-                    "training goes), OUT/curves.png and OUT/checkpoints/ (one checkpoint per "
-                    "epoch, the last --keep kept; --resume continues from the latest). Exit "
-                    "status 3: the run diverged.")
+                    "training goes), OUT/curves.png and OUT/checkpoints/ (a checkpoint after "
+                    "every epoch, written in the background: skipped while the previous one is "
+                    "still being written, always after the last; the last --keep kept; --resume "
+                    "continues from the latest). Exit status 3: the run diverged.")
     p.add_argument("--dataset", default="digits",
                    help=f"bundled dataset: {', '.join(data.NAMES)} (unless training on a file)")
     p.add_argument("--data", metavar="PATH", default=None,
@@ -232,6 +233,21 @@ def _diverged(entry: dict, steps_per_epoch: int, metric: str) -> str | None:
     return None
 
 
+def _busy(checkpoints: Any) -> bool:
+    """Whether the previous epoch's checkpoint is still being written (on process 0, whose
+    answer every process follows): then this epoch's is skipped rather than waited for, so
+    training never waits on the disk. The last epoch's is always saved."""
+    import jax
+
+    busy = checkpoints.saving()
+    if jax.process_count() > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        busy = bool(multihost_utils.broadcast_one_to_all(np.bool_(busy)))
+    return busy
+
+
 def _improved(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -345,6 +361,7 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, 
         if _improved(entry[metric], best, metric):
             best_epoch, best = entry["epoch"], entry[metric]
     stopped_early = diverged = None
+    saved = {"epoch": start_epoch}  # the latest epoch whose checkpoint was saved
     stack = contextlib.ExitStack()
     logs = []
     if lead:
@@ -368,23 +385,25 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, 
         history.append(dict(entry))
         for log in logs:  # before the checkpoint: a resume rewrites what is past it
             log.write(entry)
-        checkpoints.save(entry["epoch"], epoch_state, extra={
-            "epoch": entry["epoch"], "seed": args.seed, "config": config,
-            "history": _common.plain(history)})
+        stop = False
+        if args.patience is not None:
+            if _improved(entry[metric], best, metric):
+                best_epoch, best = entry["epoch"], entry[metric]
+                ckpt.export(best_path, epoch_state.params, extra={"epoch": entry["epoch"]})
+            elif entry["epoch"] - best_epoch >= args.patience:
+                stopped_early = entry["epoch"]
+                stop = True
+        if stop or entry["epoch"] == args.epochs or not _busy(checkpoints):
+            checkpoints.save(entry["epoch"], epoch_state, extra={
+                "epoch": entry["epoch"], "seed": args.seed, "config": config,
+                "history": _common.plain(history)})
+            saved["epoch"] = entry["epoch"]
         timing["steps"] += steps_per_epoch
         timing["seconds"] += entry["seconds"]
         progress.update(bar, advance=1, loss=f"{entry['train_loss']:.4f}",
                         metric=f"{metric.replace('_', ' ')} {entry[metric]:.4f}",
                         speed=f"{timing['steps'] / timing['seconds']:,.0f} steps/s")
-        if args.patience is None:
-            return False
-        if _improved(entry[metric], best, metric):
-            best_epoch, best = entry["epoch"], entry[metric]
-            ckpt.export(best_path, epoch_state.params, extra={"epoch": entry["epoch"]})
-        elif entry["epoch"] - best_epoch >= args.patience:
-            stopped_early = entry["epoch"]
-            return True
-        return False
+        return stop
 
     try:
         with stack, progress:
@@ -467,8 +486,8 @@ def _train(args, ds, model, tx, mesh, state, start_epoch, history, config, out, 
         table.add_row(name, value)
     stdout.print(table)
     if diverged is not None:
-        print(f"jaxfund: error: training diverged at epoch {diverged[0]}: {diverged[1]}; kept "
-              f"the checkpoint of epoch {last['epoch']}: lower --lr or pass --clip-norm",
+        print(f"jaxfund: error: training diverged at epoch {diverged[0]}: {diverged[1]}; the "
+              f"latest checkpoint is of epoch {saved['epoch']}: lower --lr or pass --clip-norm",
               file=sys.stderr)
         return DIVERGED
     return 0
