@@ -143,6 +143,7 @@ class _Watchdog:
                     return
                 self._exit(f"lost the coordinator of the {self.n} processes "
                            f"({type(err).__name__}: {' '.join(str(err).split())[:160]})")
+                return
             for peer in range(self.n):
                 if peer == self.me:
                     continue
