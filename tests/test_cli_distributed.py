@@ -137,3 +137,15 @@ def test_in_a_detected_cluster_the_command_needs_no_flags(tmp_path):
     assert "cpu:cpu × 4 in 2 processes" in outputs[0][0] and outputs[1][0] == ""
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["num_processes"], metrics["num_devices"]) == (2, 4)
+
+
+@pytest.mark.parametrize("option", ["--shard-state", "--data-parallel"])
+def test_a_batch_the_devices_cannot_split_is_one_line_naming_the_option(tmp_path, option):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **two_device_env()}
+    done = subprocess.run([*TRAIN, "--epochs", "1", "--batch-size", "63", option, "--out",
+                           str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"jaxfund: error: --batch-size 63 is not divisible by the 2 "
+                                   f"devices it is split over ({option})")
+    assert not (tmp_path / "run").exists()

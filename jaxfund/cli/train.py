@@ -306,12 +306,13 @@ def run(args: argparse.Namespace) -> int:
 
     from jaxfund import tasks, train
 
-    parallel = args.data_parallel or args.shard_state or multiprocess
-    mesh = train.data_mesh() if parallel else None
+    split_by = ("several processes" if multiprocess else "--shard-state" if args.shard_state
+                else "--data-parallel" if args.data_parallel else None)
+    mesh = train.data_mesh() if split_by else None
     num_devices = mesh.devices.size if mesh is not None else 1
     if args.batch_size % num_devices:
         raise UsageError(f"--batch-size {args.batch_size} is not divisible by the "
-                         f"{num_devices} devices of --data-parallel")
+                         f"{num_devices} devices it is split over ({split_by})")
     steps_per_epoch = len(ds.x_train) // args.batch_size
     tx = make_optimizer(args.optimizer, learning_rate(args, steps_per_epoch), args.weight_decay,
                         "--optimizer", clip_norm=args.clip_norm)
