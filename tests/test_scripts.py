@@ -22,6 +22,9 @@ RUNS = {
     "train_cnn_linen.py": ([], CNN_PATTERN := r"final test accuracy: (0\.9[7-9]\d*|1\.0+) "
                                               r"\([^)]*evaluated twice: identical;"),
     "train_cnn_nnx.py": ([], CNN_PATTERN),
+    "train_multihost.py": (["--epochs", "2", "--hidden", "32", "--out", "{tmp}/checkpoints"],
+                           r"epoch +2 .*\ntest accuracy: (0\.\d+|1\.0+) after epoch 2 on 1 "
+                           r"devices in 1 processes; params \+ optimizer state: [\d,]+ bytes"),
 }
 
 
@@ -30,9 +33,10 @@ def test_every_script_is_run():
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_script_runs(name):
+def test_script_runs(name, tmp_path):
     argv, pattern = RUNS[name]
-    done = subprocess.run([sys.executable, str(SCRIPTS / name), *argv], capture_output=True,
+    done = subprocess.run([sys.executable, str(SCRIPTS / name),
+                           *(arg.format(tmp=tmp_path) for arg in argv)], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert re.search(pattern, done.stdout), done.stdout
