@@ -80,6 +80,7 @@ __all__ = [
     "make_train_step",
     "make_eval_step",
     "data_mesh",
+    "place_state",
     "fit",
     "fit_seeds",
     "fit_seeds_each",
@@ -475,6 +476,21 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn | None = None, *,
     return data_parallel_eval_step
 
 
+def _state_sharding(state: TrainState, mesh: Mesh, shard_state: bool) -> Any:
+    """The sharding :func:`fit` trains ``state`` with on ``mesh``: replicated, or with
+    ``shard_state`` :func:`jaxfund.distributed.state_shardings` (one per leaf)."""
+    return distributed.state_shardings(state, mesh) if shard_state else NamedSharding(mesh, P())
+
+
+def place_state(state: TrainState, mesh: Mesh, *, shard_state: bool = False) -> TrainState:
+    """``state`` on the devices of ``mesh`` as :func:`fit` trains it there with ``shard_state``:
+    replicated, or sharded by :func:`jaxfund.distributed.state_shardings`. The ``like`` to
+    restore a checkpoint onto this topology (``Checkpoints(d).restore(place_state(...))``
+    reshards what another topology saved)."""
+    _shardings(mesh)  # checks the "data" axis
+    return jax.device_put(state, _state_sharding(state, mesh, shard_state))
+
+
 def data_mesh(devices: Any = None) -> Mesh:
     """A 1-D :class:`jax.sharding.Mesh` with axis ``"data"`` over ``devices``.
 
@@ -695,8 +711,7 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         jit_options: dict = {}
     else:
         replicated, sharded = _shardings(mesh)
-        state_sharding = (distributed.state_shardings(state, mesh) if shard_state
-                          else replicated)
+        state_sharding = _state_sharding(state, mesh, shard_state)
         feed_sharding = NamedSharding(mesh, P(None, "data")) if multiprocess else replicated
 
         def place(tree: Any) -> Any:
@@ -713,12 +728,12 @@ def fit(state: TrainState, train_data: Any, *, apply_fn: ApplyFn,
         # its devices: epoch e's minibatches, (num_batches, batch_size, ...) sharded on the
         # batch axis, assembled from the processes' rows.
         rows = distributed.local_rows(feed_sharding, (num_batches, batch_size), axis=1)
+        steps = place(np.arange(num_batches, dtype=np.int32))  # the scan's minibatch numbers
 
         def feed_of(epoch: int) -> tuple[Any, jax.Array]:
             mine = _epoch_order(seed, epoch, n, num_batches, batch_size)[:, rows]
             return jax.tree.map(lambda a: jax.make_array_from_process_local_data(
-                feed_sharding, a[mine], (num_batches, batch_size, *a.shape[1:])), data), \
-                place(np.arange(num_batches, dtype=np.int32))
+                feed_sharding, a[mine], (num_batches, batch_size, *a.shape[1:])), data), steps
 
         def batch_of(feed: Any, i: jax.Array) -> Batch:
             return jax.lax.with_sharding_constraint(jax.tree.map(lambda a: a[i], feed), sharded)

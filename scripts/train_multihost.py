@@ -16,7 +16,6 @@ prints, all of them write the checkpoints.
 import argparse
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxfund import checkpoint, data, distributed, models, optimizers, tasks, train
 
@@ -45,8 +44,7 @@ def main() -> None:
     mesh = train.data_mesh()  # every device of every process, on one "data" axis
     state = train.TrainState.create(model.init(jax.random.key(0)), tx)
     shard_state = not args.replicate_state
-    state = jax.device_put(state, distributed.state_shardings(state, mesh) if shard_state
-                           else NamedSharding(mesh, PartitionSpec()))
+    state = train.place_state(state, mesh, shard_state=shard_state)  # as fit will train it
 
     checkpoints = checkpoint.Checkpoints(args.out, keep=2)
     start_epoch = 0

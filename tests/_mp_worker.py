@@ -43,8 +43,7 @@ params = jax.tree.map(lambda a: a.astype(dtype), model.init(jax.random.key(0)))
 state = train.TrainState.create(params, tx)
 mesh = train.data_mesh() if jax.device_count() > 1 else None
 if mesh is not None:
-    state = jax.device_put(state, distributed.state_shardings(state, mesh) if shard == "1"
-                           else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    state = train.place_state(state, mesh, shard_state=shard == "1")
 start_epoch, callback = 0, None
 if os.environ.get("RESUME") or os.environ.get("SAVE"):
     from jaxfund.checkpoint import Checkpoints

@@ -146,6 +146,7 @@ def test_replicated_state_holds_everything_on_every_device(runs):
     ({"coordinator": "h:1234", "num_processes": 2, "process_id": 2}, ["process_id", "< "]),
     ({"coordinator": "h:1234", "num_processes": 2, "process_id": -1}, ["process_id"]),
     ({"peer_timeout": 0}, ["peer_timeout"]),
+    ({"initialization_timeout": 0}, ["initialization_timeout"]),
 ])
 def test_initialize_refuses_bad_arguments_naming_them(kwargs, words):
     with pytest.raises(ValueError) as err:
@@ -182,6 +183,20 @@ def test_state_shardings_need_a_data_axis():
     mesh = Mesh(np.array(jax.devices()[:1]), ("model",))
     with pytest.raises(ValueError, match="'data'"):
         distributed.state_shardings({"w": np.zeros(4)}, mesh)
+
+
+def test_place_state_puts_the_state_as_fit_trains_it():
+    from jaxfund import models, optimizers, train
+
+    tx = optimizers.adam(lr=1e-3)
+    state = train.TrainState.create(models.MLP(3, (4,), 2).init(jax.random.key(0)), tx)
+    mesh = train.data_mesh(jax.devices()[:1])
+    placed = train.place_state(state, mesh, shard_state=True)
+    for leaf, original in zip(jax.tree.leaves(placed), jax.tree.leaves(state)):
+        assert leaf.sharding.mesh == mesh and leaf.sharding.spec == PartitionSpec()
+        np.testing.assert_array_equal(np.asarray(leaf), np.asarray(original))
+    with pytest.raises(ValueError, match="'data'"):
+        train.place_state(state, Mesh(np.array(jax.devices()[:1]), ("model",)))
 
 
 def test_bytes_per_device_counts_every_leaf_once_on_one_device():

@@ -329,12 +329,7 @@ def run(args: argparse.Namespace) -> int:
             multihost_utils.sync_global_devices("jaxfund train: --out ready")
         state = train.TrainState.create(model.init(jax.random.key(args.seed)), tx)
         if mesh is not None:  # placed as fit trains it: a checkpoint is restored so
-            from jax.sharding import NamedSharding, PartitionSpec
-
-            from jaxfund import distributed
-
-            state = jax.device_put(state, distributed.state_shardings(state, mesh)
-                                   if args.shard_state else NamedSharding(mesh, PartitionSpec()))
+            state = train.place_state(state, mesh, shard_state=args.shard_state)
         with _run.open_checkpoints(out, keep=args.keep) as checkpoints:
             history: list[dict] = []
             start_epoch = 0
