@@ -220,6 +220,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                          "process_id together (or none, to let JAX detect the cluster)")
     if not isinstance(peer_timeout, (int, float)) or not peer_timeout > 0:
         raise ValueError(f"peer_timeout must be a number of seconds > 0, got {peer_timeout!r}")
+    _checks.check_int(initialization_timeout, "initialization_timeout", low=1)
     if not missing:
         _check_address(coordinator)
         _checks.check_int(num_processes, "num_processes", low=1)
@@ -233,7 +234,6 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         raise RuntimeError("jaxfund.distributed.initialize was already called in this process")
     if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    _checks.check_int(initialization_timeout, "initialization_timeout", low=1)
     jax.distributed.initialize(coordinator, num_processes, process_id,
                                initialization_timeout=initialization_timeout,
                                heartbeat_timeout_seconds=int(peer_timeout) * 3 + 30)

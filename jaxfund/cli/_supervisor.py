@@ -33,12 +33,12 @@ _FATAL = re.compile(rb"Terminating process because the JAX distributed service d
 _STATUS = re.compile(rb"absl::Status: ([^\n]*)")
 
 
-_child = False  # set in the child by use_parent_stderr (which takes ENV out of the environment)
+_child = False  # set in the child by use_parent_output (which takes ENV out of the environment)
 
 
 def supervised() -> bool:
-    """Whether this process is the child of :func:`run`."""
-    return _child or ENV in os.environ
+    """Whether this process is the child of :func:`run` (after :func:`use_parent_output`)."""
+    return _child
 
 
 def use_parent_output() -> None:
