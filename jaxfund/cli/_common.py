@@ -230,9 +230,11 @@ DATASET_CACHE = "datasets"
 
 
 def _dataset_key(name: str, kwargs: Mapping[str, Any]) -> str:
-    """What :func:`jaxfund.data.load` returns depends on: its arguments, the versions of NumPy
-    and scikit-learn, and jaxfund's version and pipeline sources (a default changed in
-    ``data.py`` changes the key too)."""
+    """What :func:`jaxfund.data.load` returns depends on: its arguments (defaults filled in, so
+    ``test_size=0.2`` and no ``test_size`` share an entry), the versions of NumPy and
+    scikit-learn, and jaxfund's version and pipeline sources (a default changed in ``data.py``
+    changes the key too)."""
+    import inspect
     from importlib import metadata
 
     import numpy as np
@@ -240,7 +242,9 @@ def _dataset_key(name: str, kwargs: Mapping[str, Any]) -> str:
     import jaxfund
     from jaxfund import _checks, data, tasks
 
-    key = hashlib.sha256(json.dumps([name, sorted(kwargs.items()), np.__version__,
+    arguments = inspect.signature(data.load).bind(name, **kwargs)
+    arguments.apply_defaults()
+    key = hashlib.sha256(json.dumps([sorted(arguments.arguments.items()), np.__version__,
                                      metadata.version("scikit-learn"),
                                      jaxfund.__version__]).encode())
     for module in (data, tasks, _checks):

@@ -192,7 +192,8 @@ def _load_data(args: argparse.Namespace):
         for option in ("target", "drop_nonfinite"):
             if getattr(args, option):
                 raise UsageError(f"--{option.replace('_', '-')} needs --data")
-        ds = _common.checked("--dataset", data.load, args.dataset, test_size=args.test_size)
+        ds = _common.checked("--dataset", _common.load_dataset, args.dataset, args.cache_dir,
+                             test_size=args.test_size)
         if args.task is not None and args.task != ds.task:
             raise UsageError(f"--task {args.task}: {args.dataset} is a {ds.task} dataset")
         return ds
