@@ -15,8 +15,7 @@ import pytest
 from jaxfund import distributed
 from test_distributed import free_port, launch
 
-TRAIN = [sys.executable, "-m", "jaxfund", "train", "--dataset", "digits", "--hidden", "32",
-         "--no-compile-cache"]
+TRAIN = [sys.executable, "-m", "jaxfund", "train", "--dataset", "digits", "--hidden", "32"]
 
 
 def cluster_argv(out, *options: str):
