@@ -19,21 +19,22 @@ import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, Mesh, PartitionSpec
 
-from jaxfund import distributed
+from jaxfund import data, distributed
 
 WORKER = os.path.join(os.path.dirname(__file__), "_mp_worker.py")
-TOPOLOGIES = {  # name: (processes, devices per process, shard_state, environment)
-    "1x1": (1, 1, False, {}),
-    "1x4": (1, 4, False, {}),
-    "2x2": (2, 2, False, {"SAVE": "{root}/checkpoints-2x2"}),
-    "1x2-sharded": (1, 2, True, {}),
-    "1x4-sharded": (1, 4, True, {}),
-    "2x2-sharded": (2, 2, True, {}),
-    # epoch 3 from the checkpoint that 2x2 saved after epoch 2, on other topologies
-    "2x2-resumed": (2, 2, False, {"RESUME": "{root}/checkpoints-2x2:2"}),
-    "1x1-resumed": (1, 1, False, {"RESUME": "{root}/checkpoints-2x2:2"}),
-    "1x4-resumed": (1, 4, False, {"RESUME": "{root}/checkpoints-2x2:2"}),
-    "1x4-sharded-resumed": (1, 4, True, {"RESUME": "{root}/checkpoints-2x2:2"}),
+# The runs, by the processes that train them (each process trains its runs one after the other):
+# name: (devices, shard_state, options). Every run of one process count shares its processes.
+RUNS = {
+    1: {"1x1": (1, False, {}), "1x4": (4, False, {}), "1x2-sharded": (2, True, {}),
+        "1x4-sharded": (4, True, {}),
+        # epoch 3 from the checkpoint that 2x2 saved after epoch 2, on other topologies
+        "1x1-resumed": (1, False, {"resume": "{root}/checkpoints-2x2:2"}),
+        "1x4-resumed": (4, False, {"resume": "{root}/checkpoints-2x2:2"}),
+        "1x4-sharded-resumed": (4, True, {"resume": "{root}/checkpoints-2x2:2"})},
+    2: {"2x2": (4, False, {"save": "{root}/checkpoints-2x2"}), "2x2-sharded": (4, True, {}),
+        "2x2-resumed": (4, False, {"resume": "{root}/checkpoints-2x2:2"}),
+        # only process 0's callback asks to stop, after epoch 2
+        "2x2-stop": (4, False, {"stop_at": 2})},
 }
 
 
@@ -59,21 +60,35 @@ def launch(argv_of, processes: int, timeout: float = 300,
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Every topology's final params, history and per-device bytes."""
+    """Every run's final params, history, state, per-device bytes and epochs per process: the
+    2-process runs first (the others resume 2x2's checkpoint), 2 processes x 2 devices, then
+    the 1-process runs, 1 process x 4 devices."""
     root = tmp_path_factory.mktemp("mp")
+    digits = data.load("digits")
+    data_file = str(root / "digits.npz")
+    np.savez(data_file, x_train=digits.x_train, y_train=digits.y_train, x_test=digits.x_test,
+             y_test=digits.y_test)
     results = {}
-    for name, (processes, devices, shard, env) in TOPOLOGIES.items():
-        out = str(root / name)
+    for processes in (2, 1):
+        specs = [{"out": str(root / name), "devices": devices, "shard": shard,
+                  **{k: v.format(root=root) if isinstance(v, str) else v
+                     for k, v in options.items()}}
+                 for name, (devices, shard, options) in RUNS[processes].items()]
         for proc in launch(lambda port, i: [sys.executable, WORKER, str(port), str(i),
-                                            str(processes), str(devices), str(int(shard)), out],
-                           processes, env={k: v.format(root=root) for k, v in env.items()}):
+                                            str(processes), str(4 // processes), data_file,
+                                            json.dumps(specs)], processes):
             assert proc.returncode == 0, proc.stderr[-3000:]
-        params = np.load(out + ".npz")
-        held = [json.loads(open(f"{out}.bytes{i}.json").read()) for i in range(processes)]
-        results[name] = {"params": [params[f"arr_{i}"] for i in range(len(params.files))],
-                         "history": json.loads(open(out + ".json").read()),
-                         "state": json.loads(open(out + ".state.json").read()),
-                         "bytes": [b for per_process in held for b in per_process]}
+        for name, (devices, _, _) in RUNS[processes].items():
+            out = str(root / name)
+            params = np.load(out + ".npz")
+            held = [json.loads(open(f"{out}.bytes{i}.json").read()) for i in range(processes)]
+            results[name] = {
+                "params": [params[f"arr_{i}"] for i in range(len(params.files))],
+                "history": json.loads(open(out + ".json").read()),
+                "state": json.loads(open(out + ".state.json").read()),
+                "bytes": [b for per_process in held for b in per_process],
+                "epochs": [json.loads(open(f"{out}.epochs{i}.json").read())
+                           for i in range(processes)]}
     return results
 
 
@@ -106,13 +121,8 @@ def test_a_checkpoint_resumed_on_the_topology_that_saved_it_continues_bitwise(ru
 
 
 @pytest.mark.slow
-def test_every_process_stops_after_the_epoch_process_0_decides(tmp_path):
-    out = str(tmp_path / "stop")
-    for proc in launch(lambda port, i: [sys.executable, WORKER, str(port), str(i), "2", "2", "0",
-                                        out], 2, env={"STOP_AT": "2"}):
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    for i in range(2):
-        assert json.loads(open(f"{out}.epochs{i}.json").read()) == [1, 2]
+def test_every_process_stops_after_the_epoch_process_0_decides(runs):
+    assert runs["2x2-stop"]["epochs"] == [[1, 2], [1, 2]]
 
 
 # The MLP 64-256-256-10 with Adam: params + mu + nu of each leaf, two int32 counts.
