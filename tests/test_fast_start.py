@@ -5,6 +5,7 @@ The command's tests run ``python -m jaxfund`` in subprocesses (the cache is per 
 temporary ``XDG_CACHE_HOME`` and tiny settings."""
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -291,6 +292,7 @@ def loads(monkeypatch):
     calls = []
     load = data.load
 
+    @functools.wraps(load)  # the same signature: the cache key binds data.load's arguments
     def counted(name, **kwargs):
         calls.append(name)
         return load(name, **kwargs)
@@ -352,3 +354,22 @@ def test_no_cache_dir_reads_and_writes_no_dataset(tmp_path, loads):
         _common.load_dataset("iris", None)
     assert loads == ["iris", "iris"]
 
+
+
+def test_train_reads_the_dataset_compare_prepared(tmp_path, loads, monkeypatch, capsys):
+    """`jaxfund train` shares compare's prepared datasets: train's ``--test-size 0.2`` is
+    data.load's default, so a dataset compare prepared is read back, not prepared again."""
+    from jaxfund import cli
+
+    monkeypatch.setattr(_common, "use_compile_cache",
+                        lambda enabled: str(tmp_path) if enabled else None)
+    _common.load_dataset("iris", str(tmp_path))  # as compare loads it
+    args = ["train", "--dataset", "iris", "--epochs", "1", "--hidden", "8", "--test-size", "0.2"]
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert loads == ["iris"] and len(dataset_entries(tmp_path)) == 1
+    assert cli.main([*args, "--no-compile-cache", "--out", str(tmp_path / "b")]) == 0
+    assert loads == ["iris", "iris"]  # the cache off: prepared afresh
+    history = [json.loads((tmp_path / run / "metrics.json").read_text())["history"]
+               for run in ("a", "b")]
+    assert without_timings(history[0]) == without_timings(history[1])
+    capsys.readouterr()
