@@ -184,6 +184,109 @@ def cotangent(case: Case, x: np.ndarray) -> np.ndarray:
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-12)}
 
 
+def _all_cases(fn_of: Callable[[Case], Callable], inputs: dict[str, tuple]) -> dict:
+    """``fn_of(case)(*args)`` for every case in ``inputs`` (``{case id: args}``), side by side:
+    no case's values meet another's."""
+    return {k: fn_of(CASE_BY_ID[k])(*args) for k, args in inputs.items()}
+
+
+def _value_and_grad_of(case: Case):
+    return functools.partial(value_and_grad, case)
+
+
+def _value_grad_vmap(case: Case):
+    return lambda x, ct: (*value_and_grad(case, x, ct), jax.vmap(case)(jnp.stack([x, x])))
+
+
+def _value_grad_zeros(case: Case):
+    """The value and the gradient of a zero cotangent (the test of empty inputs)."""
+    def fn(x):
+        y, vjp = jax.vjp(case, x)
+        return y, vjp(jnp.zeros_like(y))[0]
+    return fn
+
+
+SCALARS = [-0.7, 2.5, np.nan, np.inf, -np.inf]
+
+# What each grouped test computes for a case, and the inputs its torch-parity test builds.
+GROUPED = {
+    "grid": _value_grad_vmap,
+    "special": _value_and_grad_of,
+    "scalar": _value_and_grad_of,
+    "empty": _value_grad_zeros,
+    "jax_nn": lambda case: _value_and_grad_of(case.jax_nn),  # on test_matches_torch's grid
+    "low_precision": _value_and_grad_of,
+    "extreme": _value_and_grad_of,
+}
+
+
+def low_precision_inputs(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The grid and a cotangent rounded to ``dtype`` (bfloat16, float16), held in float32."""
+    x = grid(case)
+    ct = cotangent(case, x)
+    return tuple(torch.tensor(a).to(getattr(torch, dtype)).float().numpy() for a in (x, ct))
+
+
+def extreme_inputs(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """+-max of ``dtype`` and a cotangent of ones, in float32."""
+    big = float(jnp.finfo(dtype).max)
+    x = np.array([[big, -big], [-big, big]], np.float32)
+    return x, np.ones(jax.eval_shape(case, x).shape, np.float32)
+
+
+def _input_sets(test: str, dtype: str, shape: tuple[int, ...]) -> list[dict[str, tuple]]:
+    if test in ("grid", "jax_nn"):
+        cases = CASES if test == "grid" else [c for c in CASES if c.jax_nn is not None]
+        grids = {c.id: grid(c, np.dtype(dtype)) for c in cases}
+        return [{k: (x, cotangent(CASE_BY_ID[k], x)) for k, x in grids.items()}]
+    if test == "special":
+        x = SPECIAL.astype(dtype)
+        return [{c.id: (x, cotangent(c, x)) for c in CASES}]
+    if test == "scalar":
+        return [{c.id: (np.asarray(x, dtype), np.ones((), dtype)) for c in CASES}
+                for x in SCALARS]
+    if test in ("low_precision", "extreme"):
+        make = low_precision_inputs if test == "low_precision" else extreme_inputs
+        return [{c.id: tuple(jnp.asarray(a, dtype) for a in make(c, dtype)) for c in CASES}]
+    return [{c.id: (np.zeros(shape, dtype),) for c in CASES}]  # empty
+
+
+_JITTED: dict[tuple, dict] = {}
+
+
+def outputs(test: str, case: Case, dtype: str, shape: tuple[int, ...] = (),
+            jit: Callable = jax.jit) -> list:
+    """``case``'s jitted outputs in ``test``, one per input set, every case of the test under
+    one ``jit`` (``jax.jit``, or chex's jit variant): one compiled program holds all the cases,
+    called once per input set, by the first test that asks; the others read the results.
+    Compiling one program instead of one per case is most of what the jitted parity tests cost.
+    A case whose tracing raises gets its exception raised instead."""
+    program = jit(functools.partial(_all_cases, GROUPED[test]))  # not traced unless called
+    key = (test, dtype, shape)
+    if key not in _JITTED:
+        with jax.enable_x64(dtype == "float64"):
+            input_sets = _input_sets(test, dtype, shape)
+            traced, errors = {}, {}
+            for case_id, args in input_sets[0].items():
+                try:
+                    jax.eval_shape(GROUPED[test](CASE_BY_ID[case_id]), *args)
+                    traced[case_id] = args
+                except Exception as err:  # noqa: BLE001 - raised again by the case's test
+                    errors[case_id] = err
+            outs = [jax.tree.map(np.asarray, program({k: inputs[k] for k in traced}))
+                    for inputs in input_sets]
+            _JITTED[key] = {k: errors.get(k) or [out[k] for out in outs]
+                            for k in input_sets[0]}
+    result = _JITTED[key][case.id]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def jit_variant(variant) -> bool:
+    return variant.type is chex.ChexVariantType.WITH_JIT
+
+
 class TorchParityTest(parameterized.TestCase):
     """Values, gradients (a random cotangent) and vmap against torch, jitted and not."""
 
@@ -195,8 +298,11 @@ class TorchParityTest(parameterized.TestCase):
         ct = cotangent(case, x)
         y_ref, g_ref = torch_value_and_grad(case, x, ct, getattr(torch, dtype))
         with jax.enable_x64(dtype == "float64"):
-            y, g = self.variant(functools.partial(value_and_grad, case))(x, ct)
-            y_vmap = self.variant(jax.vmap(case))(np.stack([x, x]))  # a new batch axis
+            if jit_variant(self.variant):
+                ((y, g, y_vmap),) = outputs("grid", case, dtype, jit=self.variant)
+            else:
+                y, g = self.variant(functools.partial(value_and_grad, case))(x, ct)
+                y_vmap = self.variant(jax.vmap(case))(np.stack([x, x]))  # a new batch axis
             self.assertEqual(y.dtype, dtype)
             self.assertEqual(g.dtype, dtype)
             y, g, y_vmap = (np.asarray(a, np.float64) for a in (y, g, y_vmap))
@@ -217,7 +323,10 @@ class TorchParityTest(parameterized.TestCase):
         ct = cotangent(case, x)
         y_ref, g_ref = torch_reference(case, x, ct, getattr(torch, dtype))
         with jax.enable_x64(dtype == "float64"):
-            y, g = self.variant(functools.partial(value_and_grad, case))(x, ct)
+            if jit_variant(self.variant):
+                ((y, g),) = outputs("special", case, dtype, jit=self.variant)
+            else:
+                y, g = self.variant(functools.partial(value_and_grad, case))(x, ct)
             y, g = np.asarray(y, np.float64), np.asarray(g, np.float64)
         tol = TOL[dtype]
         np.testing.assert_allclose(y, y_ref, **tol)
@@ -231,7 +340,7 @@ class TorchParityTest(parameterized.TestCase):
         """A 0-d x (the softmax family counts it as 1-d, as torch), ordinary and special values;
         glu refuses it, as torch does."""
         case = CASE_BY_ID[case_id]
-        xs = np.array([-0.7, 2.5, np.nan, np.inf, -np.inf], dtype)
+        xs = np.array(SCALARS, dtype)
         fn = self.variant(functools.partial(value_and_grad, case))
         try:
             refs = [torch_value_and_grad(case, x, np.ones((), dtype), getattr(torch, dtype))
@@ -241,7 +350,10 @@ class TorchParityTest(parameterized.TestCase):
                 fn(xs[0], np.ones((), dtype))
             return
         with jax.enable_x64(dtype == "float64"):
-            ours = [fn(x, np.ones((), dtype)) for x in xs]
+            if jit_variant(self.variant):
+                ours = outputs("scalar", case, dtype, jit=self.variant)
+            else:
+                ours = [fn(x, np.ones((), dtype)) for x in xs]
             self.assertEqual({(y.shape, y.dtype, g.shape, g.dtype) for y, g in ours},
                              {((), np.dtype(dtype), (), np.dtype(dtype))})
         tol = dict(TOL[dtype], rtol=case.f64_grad_rtol) if dtype == "float64" else TOL[dtype]
@@ -265,7 +377,10 @@ class TorchParityTest(parameterized.TestCase):
             return
         y_ref.backward(torch.zeros_like(y_ref))
         with jax.enable_x64(dtype == "float64"):
-            y, g = fn(x, np.zeros(tuple(y_ref.shape), dtype))
+            if jit_variant(self.variant):
+                ((y, g),) = outputs("empty", case, dtype, shape, self.variant)
+            else:
+                y, g = fn(x, np.zeros(tuple(y_ref.shape), dtype))
         self.assertEqual((y.shape, y.dtype), (tuple(y_ref.shape), dtype))
         self.assertEqual((g.shape, g.dtype), (shape, dtype))
 
@@ -285,8 +400,8 @@ def test_matches_jax_nn(case, dtype):
     x = grid(case, np.dtype(dtype))
     ct = cotangent(case, x)
     with jax.enable_x64(dtype == "float64"):
-        y, g = jax.jit(functools.partial(value_and_grad, case))(x, ct)
-        y_ref, g_ref = jax.jit(functools.partial(value_and_grad, case.jax_nn))(x, ct)
+        ((y, g, _),) = outputs("grid", case, dtype)
+        ((y_ref, g_ref),) = outputs("jax_nn", case, dtype)
         np.testing.assert_allclose(y, y_ref, **TOL[dtype])
         differs = np.isin(x, case.jax_grad_differs_at)
         np.testing.assert_allclose(np.where(differs, 0, g), np.where(differs, 0, g_ref),
@@ -353,13 +468,9 @@ def test_documented_differences():
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_low_precision_matches_torch(case, dtype):
     """bf16/f16 in, same dtype out; values and gradients within 2 ulps of torch's same dtype."""
-    x = grid(case)
-    ct = cotangent(case, x)
-    xt = torch.tensor(x).to(getattr(torch, dtype))
-    x, ct = xt.float().numpy(), torch.tensor(ct).to(getattr(torch, dtype)).float().numpy()
+    x, ct = low_precision_inputs(case, dtype)
     y_ref, g_ref = torch_value_and_grad(case, x, ct, getattr(torch, dtype))
-    y, g = jax.jit(functools.partial(value_and_grad, case))(
-        jnp.asarray(x, dtype), jnp.asarray(ct, dtype))
+    ((y, g),) = outputs("low_precision", case, dtype)
     assert y.dtype == g.dtype == jnp.dtype(dtype)
     eps = float(jnp.finfo(dtype).eps)
     np.testing.assert_allclose(np.asarray(y, np.float64), y_ref, rtol=2 * eps, atol=eps)
@@ -371,15 +482,12 @@ def test_low_precision_matches_torch(case, dtype):
 def test_extreme_inputs(case, dtype):
     """+-max in bf16/f16: finite value and gradient wherever torch (in f32 at the same points,
     rounded to the dtype) is finite, and close to it. (+-1e4 in f32 is in test_matches_torch.)"""
-    big = float(jnp.finfo(dtype).max)
-    x = np.array([[big, -big], [-big, big]], np.float32)
-    ct = np.ones(jax.eval_shape(case, x).shape, np.float32)
+    x, ct = extreme_inputs(case, dtype)
     y_ref, g_ref = torch_value_and_grad(case, x, ct, torch.float32)
     with np.errstate(over="ignore"):  # torch's f32 result may not fit the dtype (selu(max))
         y_ref, g_ref = (r.astype(dtype).astype(np.float32) for r in (y_ref, g_ref))
-    y, g = jax.jit(functools.partial(value_and_grad, case))(
-        jnp.asarray(x, dtype), jnp.asarray(ct, dtype))
-    y, g = y.astype(jnp.float32), g.astype(jnp.float32)
+    ((y, g),) = outputs("extreme", case, dtype)
+    y, g = y.astype(np.float32), g.astype(np.float32)
     rtol = 2 * float(jnp.finfo(dtype).eps)
     for ours, ref in ((y, y_ref), (g, g_ref)):
         finite = np.isfinite(ref)
