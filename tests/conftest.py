@@ -54,17 +54,18 @@ def pytest_cmdline_main(config):
     config.option.numprocesses = "auto"
     if config.option.dist == "no":
         config.option.dist = "loadfile"
+        config.option.loadscopereorder = False  # files in LONGEST_FIRST's order, not by count
 
 
 # The files that take longest (over ~10 s of a 2-core run each), longest first. pytest-xdist's
-# --dist loadfile hands whole files to the workers in collection order, so these go first and the
-# run ends with short files on every worker, not with one long file on one worker while the
-# others wait. A file not listed keeps its place after them.
-LONGEST_FIRST = ["test_losses.py", "test_cli.py", "test_fast_start.py", "test_activations.py",
-                 "test_cli_distributed.py", "test_scripts.py", "test_checkpoint.py",
-                 "test_train.py", "test_distributed.py", "test_optimizers.py",
-                 "test_optax_idioms.py", "test_benchmarks.py", "test_models.py",
-                 "test_schedules.py", "test_cli_figures.py", "test_train_options.py",
+# --dist loadfile hands whole files to the workers in collection order (its reordering by test
+# count turned off above), so these go first and the run ends with short files on every worker,
+# not with one long file on one worker while the others wait. Files not listed follow them.
+LONGEST_FIRST = ["test_losses.py", "test_cli.py", "test_fast_start.py", "test_cli_distributed.py",
+                 "test_activations.py", "test_scripts.py", "test_checkpoint.py",
+                 "test_distributed.py", "test_optimizers.py", "test_train.py",
+                 "test_optax_idioms.py", "test_benchmarks.py", "test_schedules.py",
+                 "test_models.py", "test_cli_figures.py", "test_train_options.py",
                  "test_lbfgs.py"]
 
 
