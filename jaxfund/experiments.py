@@ -255,7 +255,7 @@ class GradientFlow:
 
 def gradient_flow(activations: Sequence[str] = ("sigmoid", "tanh", "relu", "gelu", "identity"),
                   *, depth: int = 20, width: int = 64, seed: int = 0,
-                  iterations: int = 19) -> GradientFlow:
+                  iterations: int = 19, dataset: data.Dataset | None = None) -> GradientFlow:
     """Vanishing and exploding gradients, as the course shows them.
 
     For each activation, the same deep MLP (``depth`` Linear layers of ``width``, one shared
@@ -263,12 +263,18 @@ def gradient_flow(activations: Sequence[str] = ("sigmoid", "tanh", "relu", "gelu
     the Frobenius norm of the gradient of the binary cross-entropy (with logits) with respect
     to each layer's weight. And the repeated multiplication ``x <- x * x`` versus
     ``x <- x * tanh(x)`` from ``randn(5)``, ``iterations`` times, in float32.
+
+    ``dataset``: the data whose train split is used, already loaded (with its task's loss);
+    ``None`` loads ``data.load("classification")`` (the command passes its prepared copy).
     """
     _checks.check_int(depth, "depth", low=1)
     _checks.check_int(width, "width", low=1)
     for name in activations:
         models.hidden_activation(name)
-    ds = data.load("classification")
+    if dataset is not None and not isinstance(dataset, data.Dataset):
+        raise TypeError(f"dataset: expected a jaxfund.data.Dataset or None, got "
+                        f"{type(dataset).__name__}")
+    ds = data.load("classification") if dataset is None else dataset
     loss_fn = tasks.loss(ds.task)
     hidden = (width,) * (depth - 1)
     out = tasks.output_features(ds.task, ds.num_classes)

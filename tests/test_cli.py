@@ -372,6 +372,12 @@ def test_gradient_norms_match_torch(activation):
                                rtol=(800 + width * depth) * 2.0**-24)
 
 
+def test_gradient_flow_names_a_dataset_that_is_not_one():
+    with pytest.raises(TypeError, match="dataset: expected a jaxfund.data.Dataset or None, "
+                                        "got str"):
+        experiments.gradient_flow(["relu"], depth=2, width=4, dataset="classification")
+
+
 # ------------------------------------------------------------------------------ subprocesses
 
 

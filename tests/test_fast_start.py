@@ -373,3 +373,23 @@ def test_train_reads_the_dataset_compare_prepared(tmp_path, loads, monkeypatch, 
                for run in ("a", "b")]
     assert without_timings(history[0]) == without_timings(history[1])
     capsys.readouterr()
+
+
+def test_gradients_reads_the_prepared_dataset(tmp_path, loads, monkeypatch, capsys):
+    """`jaxfund gradients` reads the classification split from the command's prepared datasets
+    (a second run prepares nothing), with the norms of ``gradient_flow``'s own data.load."""
+    from jaxfund import cli
+
+    monkeypatch.setattr(_common, "use_compile_cache",
+                        lambda enabled: str(tmp_path) if enabled else None)
+    args = ["gradients", "--depth", "3", "--width", "4", "--activations", "relu,tanh"]
+    for run in ("a", "b"):
+        assert cli.main([*args, "--out", str(tmp_path / run)]) == 0
+    assert loads == ["classification"] and len(dataset_entries(tmp_path)) == 1
+    expected = experiments.gradient_flow(["relu", "tanh"], depth=3, width=4).norms
+    for run in ("a", "b"):
+        norms = json.loads((tmp_path / run / "gradients.json").read_text())["norms"]
+        assert norms.keys() == expected.keys()
+        for name, values in expected.items():
+            np.testing.assert_array_equal(np.asarray(norms[name], np.float32), values)
+    capsys.readouterr()

@@ -99,8 +99,9 @@ def run_gradients(args: argparse.Namespace) -> int:
     from jaxfund import experiments
     from jaxfund.cli import plots
 
-    flow = experiments.gradient_flow(args.activations, depth=args.depth, width=args.width,
-                                     seed=args.seed)
+    flow = experiments.gradient_flow(
+        args.activations, depth=args.depth, width=args.width, seed=args.seed,
+        dataset=_common.load_dataset("classification", args.cache_dir))
     plots.gradients_figure(flow.norms, flow.iterations, os.path.join(out, "gradients.png"),
                            loss_name="BCE-with-logits loss")
     _common.write_json(os.path.join(out, "gradients.json"), {
