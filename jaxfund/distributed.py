@@ -31,7 +31,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -57,6 +57,10 @@ _KEY = "jaxfund/process/"  # the watchdog's key-value entries, one per process
 _INTERVAL = 0.5  # seconds between two heartbeats of the watchdog
 _ACKNOWLEDGE_SECONDS = 10.0  # how long fail() waits for the others to read the failure
 _ADDRESS = re.compile(r"^\[?[^\s\[\]]+\]?:(\d{1,5})$")
+_stop_line_writer: Callable[[str], None] | None = None
+"""Where a process stopped by the watchdog writes its one line (None: ``sys.stderr``).
+``jaxfund train``'s supervised child hands it to its parent instead, which prints it
+(:mod:`jaxfund.cli._supervisor`)."""
 
 
 def cluster_detected() -> bool:
@@ -169,9 +173,13 @@ class _Watchdog:
             while True:
                 time.sleep(1)
         self.stop(f"failed {reason}")  # also tells a process waiting in fail() that we stop
-        sys.stderr.write(f"jaxfund: error: {reason}; stopping process {self.me} too (the last "
-                         f"complete checkpoint is kept)\n")
-        sys.stderr.flush()
+        line = (f"jaxfund: error: {reason}; stopping process {self.me} too (the last complete "
+                f"checkpoint is kept)")
+        if _stop_line_writer is None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        else:
+            _stop_line_writer(line)
         os._exit(PEER_LOST)
 
 

@@ -93,6 +93,37 @@ def test_when_a_process_dies_the_other_stops_with_one_line_and_the_checkpoint_is
     assert int(state.step) == 22 * extra["epoch"]  # 1437 training examples // 64 per step
 
 
+# The runtime's fatal log on descriptor 2 as it aborts a process whose coordinator died
+# (jaxlib 0.10.2, abridged), cut short as an abort in progress leaves it.
+RUNTIME_ABORT = (b"F0000 00:00:1.0 1 client.cc:1] Terminating process because the JAX distributed "
+                 b"service detected fatal errors. This most likely indicates that another task "
+                 b"died; absl::Status: UNAVAILABLE: Failed to send RPC to coordination service. "
+                 b"Either the leader task died\n*** Check failure stack trace: ***\n    @ 0x7f")
+
+
+def test_the_supervisor_prints_one_line_whatever_the_order_of_the_two_stops(capfd):
+    """A child stopping itself (another process died) passes its line to the parent; the
+    runtime, which noticed the same death, may abort it a moment later (status -6, its fatal
+    log after the line, even in the middle of one of its lines) or not at all (status 4): the
+    parent prints the child's line alone either way. Without the child's line, one line of the
+    runtime's reason."""
+    from jaxfund.cli import _supervisor
+
+    line = "jaxfund: error: process 0 of 2 stopped responding; stopping process 1 too"
+    _supervisor._tell_parent(line)
+    said = capfd.readouterr().err.encode()
+    assert said.count(b"\n") == 1
+    for status, log in [(distributed.PEER_LOST, said), (-6, said + RUNTIME_ABORT),
+                        (-6, RUNTIME_ABORT[:40] + said + RUNTIME_ABORT[40:])]:
+        assert _supervisor._outcome(status, log) == (line + "\n", distributed.PEER_LOST)
+    text, status = _supervisor._outcome(-6, RUNTIME_ABORT)
+    assert status == distributed.PEER_LOST and text.count("\n") == 1
+    assert "(UNAVAILABLE: Failed to send RPC to coordination service)" in text
+    assert _supervisor._outcome(0, b"gloo: connected\n") == ("", 0)
+    assert _supervisor._outcome(1, b"a log\n") == ("a log\n", 1)
+    assert _supervisor._outcome(-9, b"") == ("", 137)
+
+
 @pytest.mark.slow
 def test_a_user_error_of_process_0_stops_the_others_with_its_message(tmp_path):
     (tmp_path / "run").mkdir()

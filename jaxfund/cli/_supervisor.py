@@ -12,6 +12,10 @@ with a fatal log line and a stack trace on file descriptor 2, and no Python code
   the runtime's logs), are pipes that the parent reads: it keeps those lines back and prints the
   logs only if the child fails in another way; when the child was aborted by the runtime, it
   prints one line instead and exits with status :data:`jaxfund.distributed.PEER_LOST`;
+- a child that stops itself because another process died (jaxfund's watchdog, or a collective
+  whose peer is gone) passes its one line to the parent through that pipe, in one write, and the
+  parent prints it: the runtime may abort the child a moment after the line was written (it
+  noticed the same death), and the parent still prints one line, not that one and its own;
 - SIGINT and SIGTERM are passed on to the child, and the child dies with the parent (Linux
   ``PR_SET_PDEATHSIG``), so a kill -9 of the process the user started stops the run.
 """
@@ -31,6 +35,8 @@ ENV = "JAXFUND_SUPERVISED_OUTPUT"  # in the child: "STDOUT_FD,STDERR_FD" of the 
 PEER_LOST = 4  # = jaxfund.distributed.PEER_LOST (not imported: it would import JAX here)
 _FATAL = re.compile(rb"Terminating process because the JAX distributed service detected fatal")
 _STATUS = re.compile(rb"absl::Status: ([^\n]*)")
+_SAID = b"jaxfund-supervised-child: "  # marks the child's one line on its descriptor 2
+_SAID_LINE = re.compile(re.escape(_SAID) + rb"([^\n]*)\n")
 
 
 _child = False  # set in the child by use_parent_output (which takes ENV out of the environment)
@@ -54,6 +60,16 @@ def use_parent_output() -> None:
     stdout, stderr = (int(fd) for fd in os.environ.pop(ENV).split(","))
     sys.stdout = open(stdout, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors)
     sys.stderr = open(stderr, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    from jaxfund import distributed
+
+    distributed._stop_line_writer = _tell_parent
+
+
+def _tell_parent(line: str) -> None:
+    """In the child: ``line``, the one line of a process stopped because another one died, for
+    the parent to print. A single write to a pipe (under ``PIPE_BUF`` bytes) lands whole, even
+    amid the runtime's own output."""
+    os.write(2, _SAID + line[:3000].encode("utf-8", "backslashreplace") + b"\n")
 
 
 def _die_with_parent() -> None:
@@ -112,11 +128,23 @@ def run(argv: Sequence[str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    text, status = _outcome(status, log)
+    if text:
+        sys.stderr.write(text)
+    return status
+
+
+def _outcome(status: int, log: bytes) -> tuple[str, int]:
+    """What the parent writes on stderr, and its exit status, for a child that ended with
+    ``status`` (``Popen.returncode``) after writing ``log`` on its descriptor 2: the child's own
+    line if it stopped itself because another process died (whatever happened after it); one
+    line if the runtime aborted it; the runtime's logs if it failed in another way."""
+    said = _SAID_LINE.search(log)
+    if said:
+        return said.group(1).decode("utf-8", "replace") + "\n", PEER_LOST
     if status != 0 and _FATAL.search(log):
-        print(f"jaxfund: error: JAX's distributed runtime stopped this process because another "
-              f"one died or the coordinator (process 0) is unreachable ({_reason(log)}); the "
-              f"last complete checkpoint is kept", file=sys.stderr)
-        return PEER_LOST
-    if status != 0:
-        sys.stderr.write(log.decode("utf-8", "replace"))
-    return status if status >= 0 else 128 - status
+        return (f"jaxfund: error: JAX's distributed runtime stopped this process because another "
+                f"one died or the coordinator (process 0) is unreachable ({_reason(log)}); the "
+                f"last complete checkpoint is kept\n", PEER_LOST)
+    text = log.decode("utf-8", "replace") if status != 0 else ""
+    return text, status if status >= 0 else 128 - status
