@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,8 @@ def test_the_command_caches_by_default_and_a_cached_rerun_is_bitwise_the_first(t
     ``python -X importtime`` lists every import on stderr); with the cache off nothing is read
     or written."""
     env = command_env(tmp_path / "home")
-    imports = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+    # every import (python -X importtime) and every program JAX compiles or reads, on stderr
+    imports = {**env, "PYTHONPROFILEIMPORTTIME": "1", "JAX_LOG_COMPILES": "1"}
     cache = tmp_path / "home" / "jaxfund" / "jax"
     jaxfund([*TINY_COMPARE, "--out", tmp_path / "a"], env)
     first = entries(cache)
@@ -131,6 +133,9 @@ def test_the_command_caches_by_default_and_a_cached_rerun_is_bitwise_the_first(t
     assert len(datasets) == 1
     err = jaxfund([*TINY_COMPARE, "--out", tmp_path / "b"], imports)
     assert "jaxfund.experiments" in err and "sklearn" not in err
+    programs_read = err.count("Persistent compilation cache hit for ")
+    assert programs_read == len(re.findall(r"^Compiling ", err, re.M)) > 0, \
+        "the second run compiled a program afresh (however quick its compile, it is cached)"
     second = entries(cache)
     assert [name for name in second if name.endswith("-cache")] == programs  # nothing new
     assert all(second[n] != first[n] for n in second if n.endswith("-atime")), \
