@@ -85,7 +85,8 @@ def run(suites: list[str], *, quick: bool = False, repeats: int | None = None,
     # 128 MiB on a CPU; 1 GiB on an accelerator, where a smaller copy is dominated by the
     # per-call dispatch and synchronisation (tens of microseconds).
     elements = 1 << 16 if quick else 1 << 25 if jax.default_backend() == "cpu" else 1 << 28
-    results["copy_bandwidth"] = _harness.copy_bandwidth(config, elements)
+    loop_steps = 10 if jax.default_backend() == "cpu" else 50
+    results["copy_bandwidth"] = _harness.copy_bandwidth(config, elements, loop_steps)
     bandwidth = results["copy_bandwidth"]["device_bytes_per_s"]
     for name in suites:
         suite_start = time.perf_counter()

@@ -51,20 +51,23 @@ def _optimizer_suite(suite: dict[str, Any]) -> list[str]:
     lines = ["### Optimizers (update + apply, donated)", ""]
     if "skipped" in suite:
         return lines + [f"Skipped: {suite['skipped']}", ""]
-    impls = ["jaxfund", "jaxfund[loop]", "jaxfund[flat]", "optax", "torch", "torch[foreach]",
-             "torch[fused]"]
+    flat_loop = any("jaxfund[flat loop]" in case["times"] for case in suite["cases"])
+    impls = ["jaxfund", "jaxfund[loop]", "jaxfund[flat]"] + ["jaxfund[flat loop]"] * flat_loop + [
+        "optax", "torch", "torch[foreach]", "torch[fused]"]
     lines += [f"{suite['parameters']:,} f32 parameters in {suite['leaves']} leaves. Time in ms "
               "(median); `jaxfund ÷ X` is the time ratio (< 1: jaxfund faster). `jaxfund` is "
               "one jitted, donated step per call; `jaxfund[loop]` runs "
               f"{suite.get('loop_steps', '—')} steps in one compiled `fori_loop` per call and "
               "reports the time per step (the update's device time without the per-call "
-              "dispatch of every buffer, as inside a compiled train step). The last columns are "
+              "dispatch of every buffer, as inside a compiled train step); `jaxfund[flat loop]` "
+              "(accelerators) is the same for the flat layout, one kernel over every parameter. "
+              "The last columns are "
               "jaxfund's minimal traffic rate as a fraction of the measured copy bandwidth and "
               "the kernels (GPU) or loops (CPU) its compiled step runs per parameter leaf (from "
               "the optimised HLO: two leaves minus one).", ""]
     header = ["optimizer"] + [f"{impl} ms" for impl in impls] + [
         "jaxfund ÷ optax", "jaxfund ÷ torch[fused]", "flat ÷ torch[fused]", "jaxfund of copy BW",
-        "loop of copy BW", "kernels/leaf"]
+        "loop of copy BW"] + ["flat loop of copy BW"] * flat_loop + ["kernels/leaf"]
     rows = []
     for case in suite["cases"]:
         times = case["times"]
@@ -75,6 +78,7 @@ def _optimizer_suite(suite: dict[str, Any]) -> list[str]:
                      paired_ratio(flat, fused) if flat and fused else None,
                      case["fraction_of_copy_bandwidth"]["jaxfund"],
                      case["fraction_of_copy_bandwidth"].get("jaxfund[loop]"),
+                     *[case["fraction_of_copy_bandwidth"].get("jaxfund[flat loop]")] * flat_loop,
                      case.get("kernels", {}).get("per_leaf")])
     return lines + _table(header, rows) + [""]
 

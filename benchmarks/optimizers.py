@@ -12,6 +12,9 @@ Implementations per optimizer (the closest configuration of each library):
 * ``jaxfund[loop]``: ``loop_steps`` jaxfund steps in one compiled ``fori_loop``, per step; and
   ``kernels``, the passes over a leaf in the compiled step. ``--quick`` skips both (two more
   compilations per optimizer); ``tests/test_benchmarks.py`` runs them for one optimizer.
+* ``jaxfund[flat loop]`` (accelerators only): the flat layout's steps in one ``fori_loop``, per
+  step: one kernel over all parameters, so its gap to ``jaxfund[loop]`` is the cost of running
+  one kernel per leaf (launches and under-filled small kernels).
 
 Minimal traffic: ``words`` f32 per parameter (read p, g and each state buffer, write p and each
 state buffer), compared with the device copy bandwidth measured in the same run.
@@ -216,6 +219,11 @@ def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:
         if elementwise:
             flat = jnp.concatenate([jnp.asarray(p).ravel() for p in params_np])
             fns["jaxfund[flat]"] = _jax_runner(factory(**kwargs), flat, flat_grads)
+            if accelerator and not config.quick:
+                fns["jaxfund[flat loop]"] = _jax_loop_runner(
+                    factory(**kwargs), jnp.concatenate([jnp.asarray(p).ravel()
+                                                        for p in params_np]),
+                    flat_grads, loop_steps)
         if optax_factory is not None:
             fns["optax"] = _jax_runner(optax_factory(), [jnp.asarray(p) for p in params_np],
                                        grads)
