@@ -52,7 +52,10 @@ def _logistic_data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _logistic_jax(p):
-    x, y = _logistic_data()
+    # The data in the parameters' dtype, explicitly: JAX keeps the constant it made of a NumPy
+    # array, so a float64 array first used without x64 stays float32 under enable_x64 (jax
+    # 0.10-0.11), and the float64 run then mixes dtypes when a float32 test ran first.
+    x, y = (jnp.asarray(a, p["w"].dtype) for a in _logistic_data())
     z = x @ p["w"] + p["b"]
     return jnp.mean(jnp.maximum(z, 0.0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
 
