@@ -3,6 +3,7 @@ equivalences and documented differences, stability, validation, and properties."
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import chex
@@ -129,10 +130,20 @@ EDGE = [
 ]
 
 
+# torch before 2.13 computes mse_loss with an integer or bool target but its backward fails
+# ("Found dtype Long but expected Float"); the pinned 2.13 differentiates it. Under an older
+# torch (the GPU image has 2.11) these rows compare values only.
+GRADIENT_SINCE_TORCH_2_13 = {"int-mse_loss-int64", "int-mse_loss-bool"}
+assert GRADIENT_SINCE_TORCH_2_13 <= {c.id for c in EDGE_CASES}
+TORCH_BEFORE_2_13 = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 13)
+
+
 @pytest.mark.parametrize("case,dtype,transform", EDGE)
 def test_torch_parity_beyond_the_table(case, dtype, transform):
     """What torch accepts (issue 16): NaN/inf land where torch's do, in values and gradients;
     zero-size and 0-d inputs, broadcasting, margins and p values, integer targets."""
+    if TORCH_BEFORE_2_13 and case.id in GRADIENT_SINCE_TORCH_2_13:
+        case = dataclasses.replace(case, diff=())
     _assert_matches_torch(case, dtype, transform)
 
 
