@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from _optim_ref import (BY_ID, LR, ROWS, STEPS, make_grads, make_params, max_rel_err, precision,
                         run_jax, run_torch, torch_schedule)
@@ -54,10 +55,12 @@ def _injected(row_id: str) -> optax.GradientTransformation:
 ROUNDED_IN_FLOAT32 = {"sgd_dampening", "nadam", "nadam_wd", "nadam_flat", "nadam_decoupled",
                       "rmsprop", "rmsprop_centered_momentum_wd", "rmsprop_maximize",
                       "rmsprop_schedule_momentum", "adadelta", "adadelta_options"}
-# Adafactor's rms(p) and rms(u) are sums: injected, the zero weight_decay keeps its piece, XLA
-# fuses the program differently and may sum in another order (an ulp in a sum, seen in both
-# dtypes). Every other optimizer is elementwise, and the injected run is the same arithmetic.
-REORDERED_SUMS = {"adafactor", "adafactor_options"}
+# Adafactor's rms(p) and rms(u) and LAMB's trust-ratio norms are sums: injected, the program
+# differs (a zero weight_decay keeps its piece, the lr is an array), XLA fuses it differently and
+# may sum in another order (an ulp in a sum: Adafactor on CPU in both dtypes, LAMB on an H200).
+# Every other optimizer is elementwise, and the injected run is the same arithmetic.
+SUMS = {"adafactor", "lamb"}
+REORDERED_SUMS = {row.id for row in ROWS if row.name in SUMS}
 
 
 @functools.cache
@@ -106,6 +109,7 @@ def test_injected_lr_can_be_read_and_changed(name):
     p = q = {k: jnp.asarray(v, jnp.float32) for k, v in PARAMS.items()}
     s, ds = tx.init(p), direct.init(q)
     step, direct_step = jax.jit(tx.update), jax.jit(direct.update)
+    path, direct_path = [], []
     for t in range(2 * SWITCH):
         if t == SWITCH:
             assert np.float32(s.hyperparams["lr"]) == np.float32(lr1)
@@ -113,8 +117,13 @@ def test_injected_lr_can_be_read_and_changed(name):
         g = {k: jnp.asarray(v[t], jnp.float32) for k, v in GRADS.items()}
         u, s = step(g, s, p)
         du, ds = direct_step(g, ds, q)
-        jax.tree.map(np.testing.assert_array_equal, u, du)
+        if name not in SUMS:
+            jax.tree.map(np.testing.assert_array_equal, u, du)
         p, q = optax.apply_updates(p, u), optax.apply_updates(q, du)
+        path.append(ravel_pytree(p)[0])
+        direct_path.append(ravel_pytree(q)[0])
+    if name in SUMS:  # summed in another order: ROUNDING's bound, for these 2 * SWITCH steps
+        assert max_rel_err(np.array(path), np.array(direct_path)) <= 2 * (2 * SWITCH) * U32
     assert np.float32(s.hyperparams["lr"]) == np.float32(lr2)
 
 
