@@ -507,8 +507,8 @@ def binary_cross_entropy(
     optax has no BCE on probabilities (``sigmoid_binary_cross_entropy`` takes logits).
 
     Example:
-      >>> losses.binary_cross_entropy(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]))
-      Array(0., dtype=float32)
+      >>> losses.binary_cross_entropy(jnp.array([1.0]), jnp.array([0.0]))  # log clamped at -100
+      Array(100., dtype=float32)
       >>> round(float(losses.binary_cross_entropy(jnp.array([0.5]), jnp.array([1.0]))), 4)
       0.6931
     """
