@@ -147,12 +147,22 @@ def markdown(results: dict[str, Any]) -> str:
         s = suites["losses"]
         lines += _ratio_suite("Losses (forward + backward)", s, ["optax", "torch"],
                               f"Inputs {tuple(s['shape'])} f32, gradient w.r.t. the first "
-                              "input. `÷ X`: jaxfund time / X time.")
+                              "input. `÷ X`: jaxfund time / X time." + _second_run(s))
     if "optimizers" in suites:
         lines += _optimizer_suite(suites["optimizers"])
     if "train" in suites:
         lines += _train_suite(suites["train"])
     return "\n".join(lines)
+
+
+def _second_run(suite: dict[str, Any]) -> str:
+    """A suite merged in from another run (``second_run``: its note and copy bandwidth)."""
+    other = suite.get("second_run")
+    if not other:
+        return ""
+    rates = ", ".join(f"{k} {v / 1e9:.1f} GB/s"
+                      for k, v in other["copy_bandwidth"]["bytes_per_s"].items())
+    return f" This suite was {other['note']} ({rates})."
 
 
 def write(results: dict[str, Any], out_dir: str, label: str) -> tuple[str, str]:
