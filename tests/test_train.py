@@ -1,7 +1,9 @@
+import functools
 import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import chex
 import flax.linen as linen
@@ -450,11 +452,15 @@ def test_fit_seeds_distinct_seeds_and_bad_arguments(course):
 # Real models: model state and dropout through fit and checkpoints, the caller's arrays, loops.
 
 class LinenBatchNormNet(linen.Module):
+    param_dtype: Any = jnp.float32
+
     @linen.compact
     def __call__(self, x, train: bool):
-        x = linen.BatchNorm(use_running_average=not train)(linen.Dense(16)(x))
+        dense = functools.partial(linen.Dense, param_dtype=self.param_dtype)
+        x = linen.BatchNorm(use_running_average=not train, param_dtype=self.param_dtype)(
+            dense(16)(x))
         x = linen.Dropout(0.3, deterministic=not train)(linen.relu(x))
-        return linen.Dense(2)(x)
+        return dense(2)(x)
 
 
 def _batch_norm_setup(ds, key=0):
@@ -544,11 +550,17 @@ def test_fit_seeds_with_a_stateful_model(course):
     running statistics and dropout masks included. As in test_fit_seeds_equals_fit_per_seed:
     bitwise in float32 on XLA:CPU; elsewhere in float64, within _reorder_bound (a bias before
     a batch norm has a gradient that is zero but for rounding, which Adam turns into steps of
-    up to lr: in float32 on an H200 the vmapped and single runs ended 2.3e-3 apart)."""
+    up to lr: in float32 on an H200 the vmapped and single runs ended 2.3e-3 apart).
+
+    The parameters are initialised in that dtype too. Initialised in Flax's default float32,
+    the vmapped program's init and the eager one may round differently on such a backend, and
+    training carries a few float32 ulps of the init to the end: on CPU, ±4 ulps of the init
+    move the first kernel by 1.2e-7, as far as an H200's float64 runs ended apart (1.8e-7)
+    when the init was float32."""
     bitwise = jax.default_backend() == "cpu"
     dtype = np.float32 if bitwise else np.float64
     with jax.enable_x64(not bitwise):
-        model = models.from_linen(LinenBatchNormNet())
+        model = models.from_linen(LinenBatchNormNet(param_dtype=dtype))
         tx = optimizers.adam(lr=1e-3)
         test_data = _as(dtype, (course.x_test, course.y_test))
         train_data = _as(dtype, (course.x_train, course.y_train))
