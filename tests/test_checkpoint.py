@@ -365,6 +365,7 @@ def test_kill_9_at_any_moment_leaves_the_latest_committed_step_intact(tmp_path):
                 time.sleep(rng.uniform(0.0, 0.3))
             running.kill()
             assert running.wait() == -9, (tmp_path / "stderr").read_text()
+            running.stdin.close()
             mid_save += bool(_uncommitted(directory))
             checkpoints = checkpoint.Checkpoints(directory)
             for step in checkpoints.steps():
@@ -376,6 +377,7 @@ def test_kill_9_at_any_moment_leaves_the_latest_committed_step_intact(tmp_path):
         for process in (running, spare):
             process.kill()
             process.wait()
+            process.stdin.close()
     print(f"12 kills, {mid_save} during a save; the latest step after each: {latest}")
     assert mid_save >= 6, mid_save
     assert None not in latest[1:] and latest == sorted(latest, key=lambda s: -1 if s is None else s)

@@ -77,6 +77,7 @@ def test_when_a_process_dies_the_other_stops_with_one_line_and_the_checkpoint_is
         time.sleep(0.05)
     procs[victim].kill()
     procs[victim].wait()
+    procs[victim].stderr.close()
     killed_at = time.monotonic()
     survivor = procs[1 - victim]
     _, err = survivor.communicate(timeout=60)

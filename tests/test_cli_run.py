@@ -308,6 +308,7 @@ def test_a_second_concurrent_run_fails_at_once_and_succeeds_after_the_first(tmp_
     finally:
         proc.terminate()
         proc.wait()
+        proc.stdout.close()
     # SIGTERM kills without running __exit__: the lock stays, stale, and is taken over.
     assert lock_record(tmp_path)["pid"] == proc.pid
     with _run.RunDir(tmp_path, resume=False, overwrite=False):
@@ -318,6 +319,7 @@ def test_the_lock_of_a_run_killed_with_sigkill_is_taken_over(tmp_path):
     proc = start_holder(tmp_path, 30)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     assert lock_record(tmp_path)["pid"] == proc.pid
     with _run.RunDir(tmp_path, resume=False, overwrite=False):
         assert lock_record(tmp_path)["pid"] == os.getpid()
@@ -333,6 +335,7 @@ def test_the_lock_of_a_zombie_is_taken_over(tmp_path):
             assert lock_record(tmp_path)["pid"] == os.getpid()
     finally:
         proc.wait()
+        proc.stdout.close()
 
 
 def dead_pid() -> int:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -81,13 +82,13 @@ def runs(tmp_path_factory):
         for name, (devices, _, _) in RUNS[processes].items():
             out = str(root / name)
             params = np.load(out + ".npz")
-            held = [json.loads(open(f"{out}.bytes{i}.json").read()) for i in range(processes)]
+            held = [json.loads(Path(f"{out}.bytes{i}.json").read_text()) for i in range(processes)]
             results[name] = {
                 "params": [params[f"arr_{i}"] for i in range(len(params.files))],
-                "history": json.loads(open(out + ".json").read()),
-                "state": json.loads(open(out + ".state.json").read()),
+                "history": json.loads(Path(out + ".json").read_text()),
+                "state": json.loads(Path(out + ".state.json").read_text()),
                 "bytes": [b for per_process in held for b in per_process],
-                "epochs": [json.loads(open(f"{out}.epochs{i}.json").read())
+                "epochs": [json.loads(Path(f"{out}.epochs{i}.json").read_text())
                            for i in range(processes)]}
     return results
 
