@@ -8,7 +8,8 @@
 # SECONDS (default 560) is the budget for the whole script; the benchmarks get at most
 # BENCH_SECONDS (default 260) of it, the tests the rest less a margin, and both are stopped with
 # SIGINT so that their reports (Markdown/JSON, junit XML, the pytest summary) are still written.
-# TESTS (pytest arguments) runs a part of the suite instead of all of it.
+# TESTS (pytest arguments) runs a part of the suite instead of all of it; SUITES (default
+# optimizers,activations,losses,train) the benchmark suites to run.
 # Python packages the machine lacks can be put as wheels in .whl/ (see benchmarks/README.md).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUT [SECONDS]}
@@ -43,7 +44,7 @@ EOF
 
 bench_seconds=${BENCH_SECONDS:-260}
 timeout -s INT -k 15 "$bench_seconds" python3 -m benchmarks --out "$out" --repeats 3 \
-    --only optimizers,activations,losses,train \
+    --only "${SUITES:-optimizers,activations,losses,train}" \
     --no-torch-compile 2>&1 | tee "$out/benchmarks.log"
 echo "benchmarks: exit ${PIPESTATUS[0]} after ${SECONDS} s" | tee -a "$out/benchmarks.log"
 
