@@ -59,9 +59,10 @@ def _optimizer_suite(suite: dict[str, Any]) -> list[str]:
               "one jitted, donated step per call; `jaxfund[loop]` runs "
               f"{suite.get('loop_steps', '—')} steps in one compiled `fori_loop` per call and "
               "reports the time per step (the update's device time without the per-call "
-              "dispatch of every buffer, as inside a compiled train step); `jaxfund[flat loop]` "
-              "(accelerators) is the same for the flat layout, one kernel over every parameter. "
-              "The last columns are "
+              "dispatch of every buffer, as inside a compiled train step)"
+              + ("; `jaxfund[flat loop]` (accelerators) is the same for the flat layout, one "
+                 "kernel over every parameter" if flat_loop else "")
+              + ". The last columns are "
               "jaxfund's minimal traffic rate as a fraction of the measured copy bandwidth and "
               "the kernels (GPU) or loops (CPU) its compiled step runs per parameter leaf (from "
               "the optimised HLO: two leaves minus one).", ""]

@@ -46,7 +46,10 @@ def test_environment_is_recorded(results):
         assert env[key], key
     for library in ("jax", "optax", "torch", "flax"):
         assert env["versions"][library], library
-    assert _positive_finite(data["copy_bandwidth"]["device_bytes_per_s"])
+    bandwidth = data["copy_bandwidth"]
+    assert set(bandwidth["bytes_per_s"]) == {"jax x+1 (donated)", "jax x+1 [loop]", "torch copy_"}
+    assert all(_positive_finite(rate) for rate in bandwidth["bytes_per_s"].values())
+    assert bandwidth["device_bytes_per_s"] == max(bandwidth["bytes_per_s"].values())
 
 
 @pytest.mark.parametrize("suite", sorted(EXPECTED_CASES))
@@ -119,6 +122,28 @@ def test_loop_runner_and_kernels_per_leaf_of_one_optimizer():
     assert _positive_finite(timed())
     kernels = bench_optimizers.kernels_per_leaf(tx)
     assert kernels["per_leaf"] == len(kernels["opcodes"]) >= 1, kernels
+
+
+def test_the_report_shows_the_flat_loop_and_a_merged_suite_only_when_present(results):
+    """The ``jaxfund[flat loop]`` columns (accelerators only) and the note of a suite merged in
+    from another run appear in the Markdown only when the results hold them."""
+    from benchmarks import _report
+
+    data, markdown = results
+    assert "flat loop" not in markdown and "This suite was" not in markdown
+    data = json.loads(json.dumps(data))
+    adam = next(c for c in data["suites"]["optimizers"]["cases"] if c["case"] == "adam")
+    adam["times"]["jaxfund[flat loop]"] = {"median_s": 1e-3}
+    adam["fraction_of_copy_bandwidth"]["jaxfund[flat loop]"] = 0.987
+    data["suites"]["losses"]["second_run"] = {"note": "measured elsewhere",
+                                              "copy_bandwidth": data["copy_bandwidth"]}
+    merged = _report.markdown(data)
+    header = next(line for line in merged.splitlines() if line.startswith("| optimizer |"))
+    row = next(line for line in merged.splitlines() if line.startswith("| adam |"))
+    assert "jaxfund[flat loop] ms" in header and "flat loop of copy BW" in header
+    assert "(accelerators) is the same for the flat layout" in merged
+    assert len(header.split("|")) == len(row.split("|")) and "0.99" in row
+    assert "This suite was measured elsewhere (jax x+1 (donated)" in merged
 
 
 def test_only_and_bad_suite(tmp_path, capsys):
