@@ -101,3 +101,10 @@ def pytest_sessionfinish(session, exitstatus):
     if skipped and session.exitstatus == 0:
         reporter.write_line(f"JAXFUND_NO_SKIPS=1: {len(skipped)} test(s) were skipped", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_finish(session):
+    """The modules, test items and reference tables made so far live as long as the run: moved
+    out of the collector's reach, they are not traversed again at every full collection (each
+    took ~0.4 s in a parity file; measured 3-5% of test_losses.py's CPU time)."""
+    gc.freeze()
