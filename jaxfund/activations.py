@@ -133,6 +133,26 @@ def _softplus_switch_jvp(beta, threshold, primals, tangents):
     return y, t * jnp.where(z > threshold, 1.0, jnp.exp(z - beta * y))
 
 
+def _quotient(x: jax.Array) -> jax.Array:
+    return x / (1 + jnp.abs(x))
+
+
+# XLA:GPU divides float32 with an approximate (not correctly rounded) instruction: on an H200,
+# x / (1 + |x|) gave 1 + 2**-23 for x = 2.97e7, where torch and XLA:CPU give 1. The value is
+# clamped into [-1, 1] (a no-op wherever the division rounds correctly); the tangent is the
+# quotient's, as torch's autograd of its composite. (Written as y + stop_gradient(clip(y) - y),
+# the clamp made XLA:CPU's forward + backward 4-5x slower than jax.nn.soft_sign's.)
+@jax.custom_jvp
+def _softsign(x: jax.Array) -> jax.Array:
+    return jnp.clip(_quotient(x), -1, 1)
+
+
+@_softsign.defjvp
+def _softsign_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    y, dy = jax.jvp(_quotient, primals, tangents)
+    return jnp.clip(y, -1, 1), dy
+
+
 @_elementwise
 def identity(x: jax.Array) -> jax.Array:
     r"""Identity, ``torch.nn.Identity``: :math:`x`. Derivative 1.
@@ -425,26 +445,6 @@ def softsign(x: jax.Array) -> jax.Array:
       Array([-0.5 ,  0.  ,  0.75], dtype=float32)
     """
     return _softsign(x)
-
-
-def _quotient(x: jax.Array) -> jax.Array:
-    return x / (1 + jnp.abs(x))
-
-
-# XLA:GPU divides float32 with an approximate (not correctly rounded) instruction: on an H200,
-# x / (1 + |x|) gave 1 + 2**-23 for x = 2.97e7, where torch and XLA:CPU give 1. The value is
-# clamped into [-1, 1] (a no-op wherever the division rounds correctly); the tangent is the
-# quotient's, as torch's autograd of its composite. (Written as y + stop_gradient(clip(y) - y),
-# the clamp made XLA:CPU's forward + backward 4-5x slower than jax.nn.soft_sign's.)
-@jax.custom_jvp
-def _softsign(x: jax.Array) -> jax.Array:
-    return jnp.clip(_quotient(x), -1, 1)
-
-
-@_softsign.defjvp
-def _softsign_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
-    y, dy = jax.jvp(_quotient, primals, tangents)
-    return jnp.clip(y, -1, 1), dy
 
 
 @_elementwise
