@@ -40,10 +40,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxfund import _checks, tasks
+from jaxfund._names import DATASETS as NAMES
 
 __all__ = ["NAMES", "SUFFIXES", "Dataset", "load", "load_file"]
-
-NAMES: tuple[str, ...] = ("classification", "digits", "breast_cancer", "iris", "wine", "diabetes")
 
 SUFFIXES: tuple[str, ...] = (".csv", ".npy", ".npz")
 

@@ -30,6 +30,7 @@ import numpy as np
 from jaxfund import _checks, data, models, tasks, train
 from jaxfund import optimizers as optim
 from jaxfund import activations as activation_fns
+from jaxfund._names import COMPARE_ACTIVATIONS
 
 __all__ = [
     "COMPARE_ACTIVATIONS",
@@ -41,9 +42,6 @@ __all__ = [
     "GradientFlow",
     "gradient_flow",
 ]
-
-COMPARE_ACTIVATIONS: tuple[str, ...] = ("identity", "sigmoid", "tanh", "relu", "leaky_relu",
-                                        "gelu")
 
 
 @dataclasses.dataclass(frozen=True)

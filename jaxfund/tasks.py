@@ -34,10 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfund import _checks, losses
+from jaxfund._names import TASKS
 
 __all__ = ["TASKS", "output_features", "loss", "predict", "metrics", "metric", "infer"]
-
-TASKS: tuple[str, ...] = ("regression", "binary", "multiclass")
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 

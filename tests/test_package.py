@@ -61,6 +61,28 @@ def test_math_modules_import_nothing_of_training_or_io():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_parser_and_a_supervising_parent_import_no_jax():
+    """`jaxfund --help`, an option the parser refuses, and the parent of a multi-process run
+    (it only watches its child, ``_supervisor.run``) are answered without importing JAX."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from jaxfund import cli\n"
+        "from jaxfund.cli import _supervisor\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    assert cli.main(['--help']) == 0 and cli.main(['train', '--help']) == 0\n"
+        "assert 'multiclass' in out.getvalue() and 'breast_cancer' in out.getvalue()\n"
+        "with contextlib.redirect_stderr(io.StringIO()) as err:\n"
+        "    assert cli.main(['train', '--task', 'nope']) == 2\n"
+        "assert \"invalid choice: 'nope'\" in err.getvalue(), err.getvalue()\n"
+        "_supervisor.run = lambda argv: 7\n"
+        "assert cli.main(['train', '--coordinator', 'localhost:1234', '--num-processes', '2',\n"
+        "                 '--process-id', '0']) == 7\n"
+        "loaded = [m for m in ('jax', 'jaxlib', 'numpy') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_wheel_installs_only_jaxfund(tmp_path):
     """The wheel's top level is the jaxfund package and its metadata: no generic `benchmarks`
     (or `tests`, `scripts`) package that could collide with another project's."""

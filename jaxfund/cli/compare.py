@@ -39,7 +39,7 @@ def optimizer_list(text: str) -> list[tuple[str, float | None]]:
 
 
 def add_parser(sub: Any) -> None:
-    from jaxfund.experiments import COMPARE_ACTIVATIONS
+    from jaxfund._names import COMPARE_ACTIVATIONS
 
     p = sub.add_parser(
         "compare", formatter_class=_common.Formatter,

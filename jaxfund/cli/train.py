@@ -33,7 +33,7 @@ DIVERGED = 3
 
 
 def add_parser(sub: Any) -> None:
-    from jaxfund import data, tasks
+    from jaxfund._names import DATASETS, TASKS
 
     p = sub.add_parser(
         "train", formatter_class=_common.Formatter,
@@ -46,13 +46,13 @@ def add_parser(sub: Any) -> None:
                     "still being written, always after the last; the last --keep kept; --resume "
                     "continues from the latest). Exit status 3: the run diverged.")
     p.add_argument("--dataset", default="digits",
-                   help=f"bundled dataset: {', '.join(data.NAMES)} (unless training on a file)")
+                   help=f"bundled dataset: {', '.join(DATASETS)} (unless training on a file)")
     p.add_argument("--data", metavar="PATH", default=None,
                    help="train on your file instead: .csv with a header row (the target column "
                         "is --target, default the last), .npz with arrays x and y, or .npy (its "
                         "last column the target)")
     p.add_argument("--target", default=None, help="the CSV's target column (default: the last)")
-    p.add_argument("--task", default=None, choices=tasks.TASKS,
+    p.add_argument("--task", default=None, choices=TASKS,
                    help="the task (default: inferred from the targets)")
     p.add_argument("--test-size", type=_common.fraction, default=0.2,
                    help="fraction of the examples held out for testing (seeded split)")
