@@ -58,7 +58,7 @@ def activations_figure(
     rows = len(families)
     # Fixed margins, not a layout engine: every curve is drawn on [-5, 5] with values in
     # [-5, 5.3], so the tick labels, and the room they need, are known. Constrained layout
-    # measures every label before drawing: ~40% of the time of writing this PNG. (Figures of
+    # measures every label before drawing: 30-40% of the time of writing this PNG. (Figures of
     # the user's numbers, whose log-axis labels vary in width, keep it.) In inches: room for
     # the tick and axis labels (left, bottom, between panels) and the titles (top).
     left, right, bottom, top, gap = 0.6, 0.2, 0.62, 0.35, 0.65
