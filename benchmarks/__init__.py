@@ -88,6 +88,8 @@ def run(suites: list[str], *, quick: bool = False, repeats: int | None = None,
     loop_steps = 10 if jax.default_backend() == "cpu" else 50
     results["copy_bandwidth"] = _harness.copy_bandwidth(config, elements, loop_steps)
     bandwidth = results["copy_bandwidth"]["device_bytes_per_s"]
+    results["sync_latency"] = _harness.sync_latency(config)
+    results["pipelined"] = _harness.pipelines()
     for name in suites:
         suite_start = time.perf_counter()
         if log:

@@ -70,13 +70,40 @@ def self_timed(fn: Callable[[], float]) -> Callable[[], float]:
     return fn
 
 
+def pipelined(run: Callable[[], Any], wait: Callable[[Any], Any]) -> Callable[[], Any]:
+    """A callable that does ``run()`` and then ``wait(result)``, for :func:`interleaved` to time
+    as throughput on an accelerator: there a sample dispatches ``number`` runs back to back and
+    waits once, on the last result (work queued on one device runs in order, so the last result
+    is ready only when every run is done).
+
+    Timed call by call, every sample would also count one host-device synchronisation per call,
+    a cost that differs between frameworks (``sync_latency`` in the results measures it) and
+    that a training loop, which does not wait for every step, does not pay. On a CPU (where
+    torch runs synchronously) the callable is timed call by call, as every other callable.
+    """
+
+    def call() -> Any:
+        return wait(run())
+
+    call.run, call.wait = run, wait  # type: ignore[attr-defined]
+    return call
+
+
+def pipelines() -> bool:
+    """Whether :func:`interleaved` times :func:`pipelined` callables as throughput (on an
+    accelerator)."""
+    return jax.default_backend() != "cpu"
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, dict[str, float]]:
     """Time callables interleaved; return per-name median/min seconds per call and samples.
 
     Each callable must block until its work is done. The warm-up calls (compilation, first-touch
     allocation) are excluded. Each sample repeats a callable ``number`` times, chosen so a sample
     lasts at least ``config.min_sample_seconds``; the reported time is the sample time divided by
-    ``number``. A :func:`self_timed` callable has no warm-up and is called once per round.
+    ``number``. On an accelerator a :func:`pipelined` callable's ``number`` runs are dispatched
+    back to back, with one wait at the end of the sample. A :func:`self_timed` callable has no
+    warm-up and is called once per round.
     ``median_s`` is the median over ``config.repeats`` rounds; ``rounds`` keeps every round's
     time so ratios can be paired (see :func:`paired_ratio`).
     """
@@ -93,6 +120,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, 
         once = time.perf_counter() - start
         numbers[name] = max(1, math.ceil(config.min_sample_seconds / max(once, 1e-7)))
     samples: dict[str, list[float]] = {name: [] for name in names}
+    pipeline = pipelines()
     for round_index in range(config.repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -100,9 +128,15 @@ def interleaved(fns: dict[str, Callable[[], Any]], config: Config) -> dict[str, 
             if not number:
                 samples[name].append(float(fn()))
                 continue
+            run = getattr(fn, "run", None) if pipeline else None
             start = time.perf_counter()
-            for _ in range(number):
-                fn()
+            if run is None:
+                for _ in range(number):
+                    fn()
+            else:
+                for _ in range(number):
+                    result = run()
+                fn.wait(result)  # type: ignore[attr-defined]
             samples[name].append((time.perf_counter() - start) / number)
     return {
         name: {
@@ -138,12 +172,9 @@ def paired_ratio(mine: dict[str, Any], theirs: dict[str, Any]) -> float:
 
 
 def jax_blocking(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
-    """A zero-argument callable that runs ``fn(*args)`` and blocks on the result."""
-
-    def call() -> Any:
-        return jax.block_until_ready(fn(*args))
-
-    return call
+    """A zero-argument :func:`pipelined` callable that runs ``fn(*args)`` and blocks on the
+    result."""
+    return pipelined(lambda: fn(*args), jax.block_until_ready)
 
 
 def cpu_model() -> str:
@@ -201,7 +232,7 @@ def copy_bandwidth(config: Config, elements: int, loop_steps: int = 10) -> dict[
     """Measured copy bandwidth (bytes read + written per second) of JAX and torch.
 
     JAX: a jitted, donated ``x + 1`` (read and write ``elements`` f32 in place, one XLA kernel),
-    once per call, and ``loop_steps`` of them in one compiled ``fori_loop`` timed per step (the
+    once per call (:func:`pipelined`), and ``loop_steps`` of them in one compiled ``fori_loop`` timed per step (the
     kernel's device time without the per-call dispatch and synchronisation, as the optimizers'
     ``jaxfund[loop]`` rows are timed). torch: ``dst.copy_(src)``. All run interleaved;
     ``device_bytes_per_s`` is the largest rate and is the denominator of every "fraction of copy
@@ -215,9 +246,9 @@ def copy_bandwidth(config: Config, elements: int, loop_steps: int = 10) -> dict[
                           donate_argnums=0)
     holder = {"x": jnp.zeros((elements,), jnp.float32)}
 
-    def jax_copy() -> None:
+    def jax_copy_run() -> jax.Array:
         holder["x"] = add_one(holder["x"])
-        holder["x"].block_until_ready()
+        return holder["x"]
 
     def jax_loop() -> None:
         holder["x"] = add_in_loop(holder["x"])
@@ -234,12 +265,10 @@ def copy_bandwidth(config: Config, elements: int, loop_steps: int = 10) -> dict[
     src = torch.zeros(elements, dtype=torch.float32, device=dev)
     dst = torch.empty_like(src)
 
-    def torch_copy() -> None:
-        dst.copy_(src)
-        torch_sync()
-
-    times = interleaved({"jax x+1 (donated)": jax_copy, "jax x+1 [loop]": jax_copy_loop,
-                         "torch copy_": torch_copy}, config)
+    times = interleaved({"jax x+1 (donated)": pipelined(jax_copy_run, jax.block_until_ready),
+                         "jax x+1 [loop]": jax_copy_loop,
+                         "torch copy_": pipelined(lambda: dst.copy_(src), lambda _: torch_sync())},
+                        config)
     moved = 2 * 4 * elements
     rates = {name: moved / t["median_s"] for name, t in times.items()}
     return {
@@ -248,6 +277,26 @@ def copy_bandwidth(config: Config, elements: int, loop_steps: int = 10) -> dict[
         "bytes_per_s": rates,
         "device_bytes_per_s": max(rates.values()),
     }
+
+
+def sync_latency(config: Config) -> dict[str, float]:
+    """Seconds per call of a one-element ``x + 1`` that waits for its result, for JAX (jitted,
+    ``block_until_ready``) and torch (``add_``, then a device synchronisation): the dispatch and
+    host-device synchronisation that a call-by-call timing adds to every call, and that
+    :func:`pipelined` timing leaves out on an accelerator."""
+    import torch
+
+    add_one = jax.jit(lambda x: x + 1)
+    x = jnp.zeros((1,), jnp.float32)
+    t = torch.zeros(1, dtype=torch.float32, device=torch_device())
+
+    def torch_call() -> None:
+        t.add_(1)
+        torch_sync()
+
+    times = interleaved({"jax": lambda: add_one(x).block_until_ready(), "torch": torch_call},
+                        config)
+    return {name: value["median_s"] for name, value in times.items()}
 
 
 def available(module: str) -> tuple[Any | None, str | None]:

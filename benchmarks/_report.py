@@ -92,7 +92,7 @@ def _train_suite(suite: dict[str, Any]) -> list[str]:
     lines += [f"The loop `train.fit` chooses: ms per step of the per-step Python loop of the "
               "jitted step (`jaxfund step`, donated), of one jitted `lax.scan` per epoch "
               "(`jaxfund scan`) and of `train.fit(loop=\"auto\")` (its own shuffle; the loop "
-              f"it chose). Target: fit ÷ min(step, scan) ≤ {target}.", ""]
+              f"it chose). Target: fit ÷ min(step, scan) ≤ {target}." + _second_run(suite), ""]
     rows = [[case["case"], *(_ms(case["ms_per_step"][f"jaxfund {name}"])
                              for name in ("step", "scan", "fit")),
              case["fit_loop"], case["fit_over_best"],
@@ -137,6 +137,13 @@ def markdown(results: dict[str, Any]) -> str:
     if bandwidth:
         rates = ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in bandwidth["bytes_per_s"].items())
         lines.append(f"- Copy bandwidth (read + write, {bandwidth['elements']:,} f32): {rates}")
+    latency = results.get("sync_latency")
+    if latency:
+        waits = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in latency.items())
+        timing = ("pipelined: a sample dispatches its calls back to back and waits once, so "
+                  "these per-call waits are left out" if results.get("pipelined")
+                  else "call by call: every call waits for its result")
+        lines.append(f"- Timing: {timing}. One call and its wait, on one element: {waits}")
     lines.append("")
     suites = results["suites"]
     if "activations" in suites:

@@ -74,12 +74,11 @@ def _jax_fwd_bwd(f: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], A
 
 
 def _torch_fwd_bwd(f: Callable, x: Any) -> Callable[[], None]:
-    def call() -> None:
+    def run() -> None:
         x.grad = None
         f(x).sum().backward()
-        _harness.torch_sync()
 
-    return call
+    return _harness.pipelined(run, lambda _: _harness.torch_sync())
 
 
 def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:

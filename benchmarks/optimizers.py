@@ -147,11 +147,11 @@ def _jax_runner(tx: optax.GradientTransformation, params: Any, grads: Any,
     step = _jax_step(tx, steps)
     live = {"params": params, "state": tx.init(params)}
 
-    def call() -> None:
+    def run() -> Any:
         live["params"], live["state"] = step(live["params"], live["state"], grads)
-        jax.block_until_ready(live["params"])
+        return live["params"]
 
-    return call
+    return _harness.pipelined(run, jax.block_until_ready)
 
 
 def _jax_loop_runner(tx: optax.GradientTransformation, params: Any, grads: Any,
@@ -179,10 +179,7 @@ def _torch_runner(name: str, kwargs: dict, mode: str, tensors: list) -> Callable
              "fused": {"fused": True}}[mode]
     opt = getattr(torch.optim, name)(tensors, **kwargs, **extra)
 
-    def call() -> None:
-        opt.step()
-        _harness.torch_sync()
-
+    call = _harness.pipelined(opt.step, lambda _: _harness.torch_sync())
     call()
     return call
 

@@ -135,15 +135,51 @@ def test_the_report_shows_the_flat_loop_and_a_merged_suite_only_when_present(res
     adam = next(c for c in data["suites"]["optimizers"]["cases"] if c["case"] == "adam")
     adam["times"]["jaxfund[flat loop]"] = {"median_s": 1e-3}
     adam["fraction_of_copy_bandwidth"]["jaxfund[flat loop]"] = 0.987
-    data["suites"]["losses"]["second_run"] = {"note": "measured elsewhere",
-                                              "copy_bandwidth": data["copy_bandwidth"]}
+    for suite in ("losses", "train"):
+        data["suites"][suite]["second_run"] = {"note": "measured elsewhere",
+                                               "copy_bandwidth": data["copy_bandwidth"]}
     merged = _report.markdown(data)
     header = next(line for line in merged.splitlines() if line.startswith("| optimizer |"))
     row = next(line for line in merged.splitlines() if line.startswith("| adam |"))
     assert "jaxfund[flat loop] ms" in header and "flat loop of copy BW" in header
     assert "(accelerators) is the same for the flat layout" in merged
     assert len(header.split("|")) == len(row.split("|")) and "0.99" in row
-    assert "This suite was measured elsewhere (jax x+1 (donated)" in merged
+    assert merged.count("This suite was measured elsewhere (jax x+1 (donated)") == 2
+
+
+def test_the_wait_of_one_call_is_recorded_and_the_timing_named(results):
+    data, markdown = results
+    assert set(data["sync_latency"]) == {"jax", "torch"}
+    assert all(_positive_finite(v) for v in data["sync_latency"].values())
+    assert data["pipelined"] is (jax.default_backend() != "cpu")
+    timing = "pipelined" if data["pipelined"] else "call by call"
+    assert f"- Timing: {timing}" in markdown
+
+
+@pytest.mark.parametrize("accelerator", [False, True])
+def test_pipelined_callables_wait_once_per_sample_on_an_accelerator(monkeypatch, accelerator):
+    """On an accelerator a sample of a ``pipelined`` callable dispatches all its runs and waits
+    once, on the last run's result; elsewhere every run waits, as a plain blocking callable."""
+    from benchmarks import _harness
+
+    monkeypatch.setattr(_harness, "pipelines", lambda: accelerator)
+    log = []
+
+    def run():
+        log.append("run")
+        return len(log)
+
+    def wait(result):
+        assert result == len(log) and log[-1] == "run"  # the last run's result, nothing after
+        log.append("wait")
+
+    config = _harness.Config(repeats=3, min_sample_seconds=0.01, warmup=1)
+    times = _harness.interleaved({"p": _harness.pipelined(run, wait)}, config)
+    number = times["p"]["calls_per_sample"]
+    assert number > 1
+    runs, waits = log.count("run"), log.count("wait")
+    assert runs == 2 + config.repeats * number  # the warm-up, the sizing call, the samples
+    assert waits == (2 + config.repeats if accelerator else runs)
 
 
 def test_only_and_bad_suite(tmp_path, capsys):
