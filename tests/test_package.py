@@ -100,3 +100,27 @@ def test_wheel_installs_only_jaxfund(tmp_path):
 @pytest.mark.parametrize("name", jaxfund.__all__[1:])
 def test_submodules_load_on_attribute_access(name):
     assert getattr(jaxfund, name).__name__ == f"jaxfund.{name}"
+
+
+def test_the_suite_reuses_mlir_contexts_and_lowers_the_same_programs(monkeypatch):
+    """conftest's ``reuse_mlir_contexts``: consecutive lowerings share a context, and a program
+    lowered in a reused context prints the same module as in a fresh one (the persistent
+    compilation cache's key is that module)."""
+    import os
+
+    import jax
+    import jax.numpy as jnp
+    from jax._src.interpreters import mlir
+
+    if os.environ.get("JAXFUND_FRESH_MLIR_CONTEXTS") == "1":
+        assert not hasattr(mlir.make_ir_context, "fresh")
+        return
+    assert mlir.make_ir_context() is mlir.make_ir_context()
+
+    def lowered_text():
+        x = jnp.arange(12.0).reshape(3, 4)  # a new function each time: no lowering reused
+        return jax.jit(lambda a: jnp.tanh(a) @ a.T + jnp.float32(0.5)).lower(x).as_text()
+
+    reused = lowered_text()
+    monkeypatch.setattr(mlir, "make_ir_context", mlir.make_ir_context.fresh)
+    assert lowered_text() == reused
