@@ -232,11 +232,11 @@ def copy_bandwidth(config: Config, elements: int, loop_steps: int = 10) -> dict[
     """Measured copy bandwidth (bytes read + written per second) of JAX and torch.
 
     JAX: a jitted, donated ``x + 1`` (read and write ``elements`` f32 in place, one XLA kernel),
-    once per call (:func:`pipelined`), and ``loop_steps`` of them in one compiled ``fori_loop`` timed per step (the
-    kernel's device time without the per-call dispatch and synchronisation, as the optimizers'
-    ``jaxfund[loop]`` rows are timed). torch: ``dst.copy_(src)``. All run interleaved;
-    ``device_bytes_per_s`` is the largest rate and is the denominator of every "fraction of copy
-    bandwidth" in the suites.
+    once per call (:func:`pipelined`), and ``loop_steps`` of them in one compiled ``fori_loop``
+    timed per step (the kernel's device time without the per-call dispatch and synchronisation,
+    as the optimizers' ``jaxfund[loop]`` rows are timed). torch: ``dst.copy_(src)``. All run
+    interleaved; ``device_bytes_per_s`` is the largest rate and is the denominator of every
+    "fraction of copy bandwidth" in the suites.
     """
     import torch
 
