@@ -1,5 +1,5 @@
 """``python -m jaxfund``: the same as the ``jaxfund`` command (see :mod:`jaxfund.cli`)."""
 
-from jaxfund.cli import main
+from jaxfund.cli import console
 
-raise SystemExit(main())
+console()

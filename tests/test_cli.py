@@ -381,6 +381,44 @@ def test_gradient_flow_names_a_dataset_that_is_not_one():
 # ------------------------------------------------------------------------------ subprocesses
 
 
+# A process that runs jaxfund.cli.console() as the command would, with an exit handler, an
+# object whose finaliser reports the interpreter's teardown and, with "thread", a writer thread
+# still running when the command returns.
+CONSOLE = """
+import atexit, sys, threading, time
+class Torn:
+    def __del__(self):
+        print("teardown", flush=True)
+torn = Torn()
+atexit.register(print, "exit handler", flush=True)
+if sys.argv[1] == "thread":
+    def write():
+        time.sleep(0.3)
+        print("thread wrote", flush=True)
+    threading.Thread(target=write).start()
+sys.argv = ["jaxfund", *sys.argv[2:]]
+from jaxfund.cli import console
+console()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_command_ends_without_the_interpreter_teardown_unless_a_thread_still_works(thread):
+    """``console`` (the console script, ``python -m jaxfund``) ends with the command's status
+    once the output is flushed and the exit handlers have run, skipping the teardown of every
+    module; a non-daemon thread still running makes it exit the usual way, which waits."""
+    mode = "thread" if thread else "plain"
+    for argv, status in ((["--help"], 0), (["train", "--epochs", "0"], 2)):
+        done = subprocess.run([sys.executable, "-c", CONSOLE, mode, *argv], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == status, done.stderr
+        lines = done.stdout.splitlines()
+        assert "exit handler" in lines
+        assert ("teardown" in lines) == thread and ("thread wrote" in lines) == thread
+        assert ("usage: jaxfund" in done.stdout) == (status == 0)
+        assert ("argument --epochs: expected a positive int" in done.stderr) == (status == 2)
+
+
 def test_console_script_and_python_m_with_data_parallel(tmp_path, capsys):
     script = shutil.which("jaxfund", path=str(Path(sys.executable).parent))
     assert script, "the jaxfund console script is not installed"

@@ -23,14 +23,17 @@ Modules: ``_common`` (parser, option types, one-line errors, output files), ``tr
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from jaxfund.cli import _common, _supervisor, bench, compare, figures, train
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console", "build_parser"]
 
 # What a collective reports when another process of the run died (gloo, NCCL, the coordinator).
 _PEER_ERROR = re.compile(r"Gloo|NCCL|[Cc]onnection (reset|refused|closed)|UNAVAILABLE")
@@ -84,3 +87,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 and _PEER_ERROR.search(str(err))):
             distributed.peer_lost(err)  # a collective failed: another process died
         raise
+
+
+def console() -> NoReturn:
+    """The ``jaxfund`` console script and ``python -m jaxfund``: :func:`main`, then the end of
+    the process.
+
+    After a command returns, the process ends without the interpreter's teardown of every
+    module, which took ~0.3 s of each run for JAX, Flax, Optax and Orbax (a warm ``jaxfund
+    compare``: ~5.0 → ~4.7 s on 2 cores): once its output is flushed and the exit handlers have
+    run (JAX's distributed shutdown, logging's flush), it exits with the command's status. If a
+    thread that is not a daemon is still running (a write in progress), or this Python has no
+    way to run the exit handlers, it exits the usual way, which waits for them. An exception
+    ends the process the usual way too, with its traceback."""
+    status = main()
+    _flush()
+    others = [t for t in threading.enumerate()
+              if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if others or run_exit_handlers is None:
+        raise SystemExit(status)
+    run_exit_handlers()
+    _flush()
+    os._exit(status)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be written
+            pass
