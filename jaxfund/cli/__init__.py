@@ -94,9 +94,10 @@ def console() -> NoReturn:
     the process.
 
     After a command returns, the process ends without the interpreter's teardown of every
-    module, which took ~0.3 s of each run for JAX, Flax, Optax and Orbax (a warm ``jaxfund
-    compare``: ~5.0 → ~4.7 s on 2 cores): once its output is flushed and the exit handlers have
-    run (JAX's distributed shutdown, logging's flush), it exits with the command's status. If a
+    module, which took 0.3-0.4 s of each run once JAX, Flax, Optax and Orbax are imported (a
+    warm ``jaxfund compare``, medians of 5 interleaved runs on 2 cores: 5.51 → 4.87 s): once
+    its output is flushed and the exit handlers have run (JAX's distributed shutdown, logging's
+    flush), it exits with the command's status. If a
     thread that is not a daemon is still running (a write in progress), or this Python has no
     way to run the exit handlers, it exits the usual way, which waits for them. An exception
     ends the process the usual way too, with its traceback."""
