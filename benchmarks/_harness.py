@@ -177,6 +177,12 @@ def jax_blocking(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return pipelined(lambda: fn(*args), jax.block_until_ready)
 
 
+def torch_waiting(run: Callable[[], Any]) -> Callable[[], Any]:
+    """A zero-argument :func:`pipelined` callable that does ``run()`` and then waits for torch's
+    queued work (:func:`torch_sync`)."""
+    return pipelined(run, lambda _: torch_sync())
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
     try:
@@ -267,7 +273,7 @@ def copy_bandwidth(config: Config, elements: int, loop_steps: int = 10) -> dict[
 
     times = interleaved({"jax x+1 (donated)": pipelined(jax_copy_run, jax.block_until_ready),
                          "jax x+1 [loop]": jax_copy_loop,
-                         "torch copy_": pipelined(lambda: dst.copy_(src), lambda _: torch_sync())},
+                         "torch copy_": torch_waiting(lambda: dst.copy_(src))},
                         config)
     moved = 2 * 4 * elements
     rates = {name: moved / t["median_s"] for name, t in times.items()}

@@ -78,7 +78,7 @@ def _torch_fwd_bwd(f: Callable, x: Any) -> Callable[[], None]:
         x.grad = None
         f(x).sum().backward()
 
-    return _harness.pipelined(run, lambda _: _harness.torch_sync())
+    return _harness.torch_waiting(run)
 
 
 def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:

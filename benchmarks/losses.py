@@ -114,7 +114,7 @@ def _torch_fwd_bwd(f: Callable, args: list[Any]) -> Callable[[], None]:
         args[0].grad = None
         f(*args).backward()
 
-    return _harness.pipelined(run, lambda _: _harness.torch_sync())
+    return _harness.torch_waiting(run)
 
 
 def run(config: _harness.Config, bandwidth: float) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def _torch_runner(name: str, kwargs: dict, mode: str, tensors: list) -> Callable
              "fused": {"fused": True}}[mode]
     opt = getattr(torch.optim, name)(tensors, **kwargs, **extra)
 
-    call = _harness.pipelined(opt.step, lambda _: _harness.torch_sync())
+    call = _harness.torch_waiting(opt.step)
     call()
     return call
 
