@@ -97,10 +97,10 @@ def console() -> NoReturn:
     module, which took 0.3-0.4 s of each run once JAX, Flax, Optax and Orbax are imported (a
     warm ``jaxfund compare``, medians of 5 interleaved runs on 2 cores: 5.51 → 4.87 s): once
     its output is flushed and the exit handlers have run (JAX's distributed shutdown, logging's
-    flush), it exits with the command's status. If a
-    thread that is not a daemon is still running (a write in progress), or this Python has no
-    way to run the exit handlers, it exits the usual way, which waits for them. An exception
-    ends the process the usual way too, with its traceback."""
+    flush), it exits with the command's status. If a thread that is not a daemon is still
+    running (a write in progress), or this Python has no way to run the exit handlers, it exits
+    the usual way, which waits for them. An exception ends the process the usual way too, with
+    its traceback."""
     status = main()
     _flush()
     others = [t for t in threading.enumerate()
