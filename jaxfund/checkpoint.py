@@ -64,6 +64,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -75,8 +77,6 @@ import sys
 import tempfile
 from typing import Any, Callable, NamedTuple
 
-import flax.serialization
-import flax.struct
 import jax
 import jax.numpy as jnp
 import msgpack
@@ -98,7 +98,9 @@ _FILE_FORMAT_VERSION = 1
 _DIGEST_BYTES = hashlib.sha256().digest_size
 
 
-@flax.struct.dataclass
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["params", "model_state"],
+                   meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class _Weights:
     """What :func:`export` writes: the fields of a TrainState that a model needs, so their key
     paths (``.params...``, ``.model_state...``) are the same in both kinds of checkpoint."""
@@ -291,6 +293,8 @@ def _read_file(path: str) -> _Stored:
     if hashlib.sha256(payload).digest() != digest:
         raise ValueError(f"checkpoint {path} is corrupt or truncated (checksum mismatch, "
                          f"{len(data)} bytes)")
+    import flax.serialization  # this format's arrays are flax's msgpack extension
+
     try:
         content = flax.serialization.msgpack_restore(payload)
         header = json.loads(content["header"])

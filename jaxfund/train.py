@@ -56,13 +56,14 @@ shards.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import chex
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,7 +95,12 @@ LossFn = Callable[[Any, Any], Any]
 _MODEL_STREAM = 2**32 - 1
 
 
-@flax.struct.dataclass
+# A pytree of the fields' leaves, in field order, with the key paths (``.step``, ``.params...``)
+# that checkpoints name leaves by: what flax.struct.dataclass made, without importing flax
+# (~0.2 s of every command's start).
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["step", "params", "opt_state", "model_state"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class TrainState:
     """Everything that changes during training, as one pytree.
 
@@ -111,7 +117,11 @@ class TrainState:
     step: jax.Array
     params: Any
     opt_state: Any
-    model_state: Any = flax.struct.field(default_factory=dict)
+    model_state: Any = dataclasses.field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> TrainState:
+        """A copy with ``changes`` (field name -> new value), e.g. ``state.replace(params=p)``."""
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def create(cls, params: Any, tx: optax.GradientTransformation,
