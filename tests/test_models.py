@@ -80,6 +80,26 @@ def test_init_structure_dtype_and_keys():
                    for leaf in jax.tree.leaves(model.init(jax.random.key(1), jnp.float64)))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_init_draws_what_jax_random_draws_layer_by_layer(dtype):
+    """init is one compiled program; its numbers are the eager draws of torch's rule
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, weight then bias, from ``split(key, 2 * layers)``,
+    bit for bit."""
+    model = models.MLP(13, (7, 5), 3)
+    key = jax.random.key(4)
+    with jax.enable_x64(dtype == "float64"):
+        params = model.init(key, dtype)
+        keys = jax.random.split(key, 6)
+        for i, (layer, (fan_in, fan_out)) in enumerate(zip(params, [(13, 7), (7, 5), (5, 3)])):
+            bound = 1 / math.sqrt(fan_in)
+            for name, k, shape in (("w", keys[2 * i], (fan_in, fan_out)),
+                                   ("b", keys[2 * i + 1], (fan_out,))):
+                want = jax.random.uniform(k, shape, dtype, -bound, bound)
+                assert layer[name].dtype == want.dtype
+                np.testing.assert_array_equal(np.asarray(layer[name]).view(np.uint8),
+                                              np.asarray(want).view(np.uint8))
+
+
 @pytest.mark.parametrize("name,torch_act", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
 def test_apply_matches_torch_f32(name, torch_act):
     model = models.MLP(20, (50, 30), 3, activation=name)
