@@ -328,7 +328,9 @@ def run(args: argparse.Namespace) -> int:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("jaxfund train: --out ready")
-        state = train.TrainState.create(model.init(jax.random.key(args.seed)), tx)
+        # one program (not op by op: ~0.1 s less before the first epoch)
+        state = jax.jit(lambda key: train.TrainState.create(model.init(key), tx))(
+            jax.random.key(args.seed))
         if mesh is not None:  # placed as fit trains it: a checkpoint is restored so
             state = train.place_state(state, mesh, shard_state=args.shard_state)
         with _run.open_checkpoints(out, keep=args.keep) as checkpoints:
