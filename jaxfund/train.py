@@ -345,6 +345,20 @@ def _make_epoch(step_body: Callable, sharded: NamedSharding | None = None) -> Ca
     return epoch
 
 
+def _make_seeds_epoch(step_body: Callable) -> Callable:
+    """``epoch(states, data, keys, orders)``: :func:`_make_epoch` for several seeds at once, the
+    step vmapped inside the scan: ``states`` and ``keys`` batched on axis 0, ``orders`` of shape
+    ``(num_batches, seeds, batch_size)``, the metrics ``(num_batches, seeds, ...)``."""
+    steps = jax.vmap(step_body)
+    gather = jax.vmap(lambda data, indices: _gather(data, indices, None), in_axes=(None, 0))
+
+    def epoch(states: TrainState, data: Any, keys: jax.Array, orders: jax.Array):
+        return jax.lax.scan(lambda states, indices: steps(states, gather(data, indices), keys),
+                            states, orders)
+
+    return epoch
+
+
 def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, sharded over "data") for ``mesh``."""
     if "data" not in mesh.axis_names:
@@ -934,10 +948,16 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
     apply_fns = list(apply_fns)
     if not apply_fns:
         raise ValueError("apply_fns must not be empty")
-    epoch_fns = [_make_epoch(_make_step_body(apply_fn, loss_fn, tx, task, None, skip_nonfinite))
+    # vmap over the seeds is applied to each step and evaluation, inside the scans and the
+    # switch, not around them: each model's step is then traced once, batched as it is traced.
+    # A vmap around the scans traces the step unbatched and then batches its jaxpr, a second
+    # pass over every branch (the program is the same).
+    epoch_fns = [_make_seeds_epoch(_make_step_body(apply_fn, loss_fn, tx, task, None,
+                                                   skip_nonfinite))
                  for apply_fn in apply_fns]
-    evaluates = None if eval_data is None else [_make_eval_body(apply_fn, loss_fn, task, None)
-                                               for apply_fn in apply_fns]
+    evaluates = None if eval_data is None else [
+        jax.vmap(_make_eval_body(apply_fn, loss_fn, task, None), in_axes=(0, None, 0))
+        for apply_fn in apply_fns]
     eval_batch = None if eval_data is None else _check_data(eval_data, "eval_data")
     with_model_state = isinstance(apply_fns[0], models.Model)
 
@@ -946,33 +966,25 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
         params, model_state = init if with_model_state else (init, {})
         return TrainState.create(params, tx, model_state)
 
-    def one_seed(index: jax.Array, seed: jax.Array, state: TrainState, orders: jax.Array,
-                 data: Any, eval_batch: Any):
-        key = jax.random.key(seed)
-
-        def epoch(state, order):
-            state, train = jax.lax.switch(index, epoch_fns, state, data, key, order)
-            test = None if evaluates is None else jax.lax.switch(
-                index, evaluates, _params_to_evaluate(state, eval_params), eval_batch,
-                state.model_state)
-            return state, (train, test)
-
-        return jax.lax.scan(epoch, state, orders)
-
     def every_seed(index: jax.Array, seeds: jax.Array, orders: jax.Array, data: Any,
                    eval_batch: Any):
-        # The initial states enter the scans batched in every leaf (the optimizer's zeros
-        # too): vmap then batches each scan's body once, not a second time for a carry that
-        # only the first step makes per-seed (each time batching every model's branch).
-        states = jax.vmap(lambda seed: initial_state(jax.random.key(seed)))(seeds)
-        return jax.vmap(one_seed, in_axes=(None, 0, 0, 0, None, None))(
-            index, seeds, states, orders, data, eval_batch)
+        keys = jax.vmap(jax.random.key)(seeds)
+        states = jax.vmap(initial_state)(keys)
+        params_to_evaluate = jax.vmap(lambda state: _params_to_evaluate(state, eval_params))
+
+        def epoch(states, orders):
+            states, train = jax.lax.switch(index, epoch_fns, states, data, keys, orders)
+            test = None if evaluates is None else jax.lax.switch(
+                index, evaluates, params_to_evaluate(states), eval_batch, states.model_state)
+            return states, (train, test)
+
+        return jax.lax.scan(epoch, states, orders)
 
     n = _batch_size(data, "train_data")
-    orders = np.zeros((len(seeds), epochs, num_batches, batch_size), np.int32)
+    orders = np.zeros((epochs, num_batches, len(seeds), batch_size), np.int32)
     for i, s in enumerate(seeds):
         for e in range(epochs):
-            orders[i, e] = _epoch_order(s, e + 1, n, num_batches, batch_size)
+            orders[e, :, i] = _epoch_order(s, e + 1, n, num_batches, batch_size)
     args = (jnp.asarray(seeds, jnp.uint32), jnp.asarray(orders), jax.tree.map(jnp.asarray, data),
             None if eval_batch is None else jax.tree.map(jnp.asarray, eval_batch))
     start = time.perf_counter()
@@ -985,9 +997,10 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
             states, (train, test) = jax.block_until_ready(compiled(jnp.int32(index), *args))
             train, test = jax.device_get((train, test))
             train_seconds = time.perf_counter() - start
+            # train metrics are (epochs, num_batches, seeds, ...), test metrics (epochs, seeds)
             histories = [
-                [_history_entry(e + 1, {k: v[i, e] for k, v in train.items()},
-                                None if test is None else {k: v[i, e] for k, v in test.items()})
+                [_history_entry(e + 1, {k: v[e, :, i] for k, v in train.items()},
+                                None if test is None else {k: v[e, i] for k, v in test.items()})
                  for e in range(epochs)]
                 for i in range(len(seeds))]
             yield SeedsResult(states=states, histories=histories,
