@@ -43,13 +43,21 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=_DPI, format="png")
 
 
+class _PlainLogFormatter(ticker.LogFormatter):
+    """The ticks matplotlib labels on a log axis, each written as plain text: "0.2", "1",
+    "1e-05"."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def _log_y(ax: Any) -> None:
-    """A log-scale y axis labelled in plain text ("0.1", "0.2", "1e-05"): the ticks and labels
-    matplotlib picks, without its default "10^{-1}" labels, which go through its TeX parser.
-    Measured on 2 cores, a fresh process: 0.29 s -> 0.19 s to write a training-curves PNG."""
+    """A log-scale y axis labelled in plain text, not with matplotlib's default "10^{-1}"
+    labels, which go through its TeX parser: a training-curves PNG took 0.36 s instead of
+    0.30 s in a new process, the compare PNG after it 0.43 s instead of 0.35 s (2 cores)."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ticker.LogFormatter())
-    ax.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
+    ax.yaxis.set_major_formatter(_PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
 
 
 def activations_figure(
