@@ -1033,9 +1033,10 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
 def _models_at_once(models: int) -> int:
     """How many of :func:`fit_seeds_each`'s model runs execute at once: on a CPU, one per core
     (at most ``models``), else one. XLA:CPU runs a small program's steps on about one core, and
-    runs called from two threads run side by side: on 2 cores, the course's six digits models
-    took 0.93 s one after another and 0.37-0.42 s two at a time (with 512-wide layers, which
-    XLA spreads over the cores itself, 15.8 -> 13.8 s). An accelerator runs one at a time."""
+    runs called from two threads run side by side: on 2 cores, compare's six digits models
+    took 0.93-1.18 s one after another and 0.37-0.56 s two at a time (with 512-wide layers,
+    which XLA spreads over the cores itself, 15.8-16.7 -> 13.7-13.8 s; benchmarks/README.md).
+    An accelerator runs one at a time."""
     if jax.default_backend() != "cpu":
         return 1
     cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
