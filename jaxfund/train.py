@@ -18,8 +18,9 @@ and batch norm). Batches are ``(x, y)`` pairs or any pytree of arrays sharing th
   (``start_epoch=k``) reproduces the uninterrupted run bit for bit.
 - :func:`fit_seeds`: several seeds trained at once, ONE compiled program (``jax.vmap`` over the
   seeds of the same epoch and step as :func:`fit`); seed ``s`` trains as ``fit`` with seed ``s``.
-  :func:`fit_seeds_each`: the same for several models in turn (e.g. one per activation), still
-  one compiled program (``lax.switch`` on the model's index).
+  :func:`fit_seeds_each`: the same for several models (e.g. one per activation), still one
+  compiled program (``lax.switch`` on the model's index), run once per model; on a CPU the runs
+  go side by side, one per core.
 - The loss and metrics of a task come from :mod:`jaxfund.tasks`; checkpoints of a state are
   written by :mod:`jaxfund.checkpoint`.
 
