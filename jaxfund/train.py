@@ -348,20 +348,6 @@ def _make_epoch(step_body: Callable, sharded: NamedSharding | None = None) -> Ca
     return epoch
 
 
-def _make_seeds_epoch(step_body: Callable) -> Callable:
-    """``epoch(states, data, keys, orders)``: :func:`_make_epoch` for several seeds at once, the
-    step vmapped inside the scan: ``states`` and ``keys`` batched on axis 0, ``orders`` of shape
-    ``(num_batches, seeds, batch_size)``, the metrics ``(num_batches, seeds, ...)``."""
-    steps = jax.vmap(step_body)
-    gather = jax.vmap(lambda data, indices: _gather(data, indices, None), in_axes=(None, 0))
-
-    def epoch(states: TrainState, data: Any, keys: jax.Array, orders: jax.Array):
-        return jax.lax.scan(lambda states, indices: steps(states, gather(data, indices), keys),
-                            states, orders)
-
-    return epoch
-
-
 def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, sharded over "data") for ``mesh``."""
     if "data" not in mesh.axis_names:
@@ -958,9 +944,10 @@ def fit_seeds_each(init_fn: Callable[[jax.Array], Any], train_data: Any, *,
     # vmap over the seeds is applied to each step and evaluation, inside the scans and the
     # switch, not around them: each model's step is then traced once, batched as it is traced.
     # A vmap around the scans traces the step unbatched and then batches its jaxpr, a second
-    # pass over every branch (the program is the same).
-    epoch_fns = [_make_seeds_epoch(_make_step_body(apply_fn, loss_fn, tx, task, None,
-                                                   skip_nonfinite))
+    # pass over every branch (the program is the same). An epoch's order is
+    # (num_batches, seeds, batch_size): a step gathers every seed's batch at once.
+    epoch_fns = [_make_epoch(jax.vmap(_make_step_body(apply_fn, loss_fn, tx, task, None,
+                                                      skip_nonfinite)))
                  for apply_fn in apply_fns]
     evaluates = None if eval_data is None else [
         jax.vmap(_make_eval_body(apply_fn, loss_fn, task, None), in_axes=(0, None, 0))
